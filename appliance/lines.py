@@ -1,0 +1,73 @@
+"""What every line driver (SIP, GSM modem, analog voice modem) hands the appliance.
+
+A driver turns its protocol into ``InboundCall`` objects and passes each one to the
+``IncomingCallHandler`` it was given. From then on the appliance (ACD, bridge,
+recorder) treats every line the same way. Drivers never import the ACD.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Awaitable, Callable, Protocol
+
+from media.frames import LegAudio
+
+
+class LineKind(StrEnum):
+    SIP = "sip"
+    GSM = "gsm"
+    ANALOG = "analog"
+    WEBRTC = "webrtc"
+
+
+class HangupCause(StrEnum):
+    CALLER_HUNG_UP = "caller hung up"  # customer side ended (BYE, CANCEL, NO CARRIER, on-hook)
+    FAR_END_HUNG_UP = "far end hung up"  # busy/dial tone on an analog line after talk
+    AGENT_HUNG_UP = "agent hung up"
+    CANCELLED = "cancelled"  # caller gave up before the call was answered (SIP CANCEL)
+    NO_AGENT = "no agent available"
+    REJECTED = "rejected"
+    LINE_LOST = "line lost"  # modem unplugged, transport died
+    SHUTDOWN = "box shutting down"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class CallerId:
+    number: str | None  # E.164 or national digits; None when withheld/unavailable
+    name: str | None = None
+    presentation: str = "available"  # "available" | "withheld" | "unavailable"
+
+
+class InboundCall(Protocol):
+    """One customer call arriving on a line. Owned by the appliance once handed over."""
+
+    call_id: str  # unique, minted by the driver (SIP Call-ID may be reused by peers: do not use raw)
+    line_id: str  # e.g. "sip", "gsm:356938035643809", "analog:0"
+    kind: LineKind
+    caller: CallerId
+    called: str | None  # dialled number / request-URI user, when known
+    audio: LegAudio  # valid once ``progress()`` or ``answer()`` has returned
+
+    async def progress(self) -> None:
+        """Let the caller hear our audio before answering (SIP 183 early media). May be a no-op."""
+
+    async def answer(self) -> None:
+        """Answer the call (SIP 200 OK, ATA). Raises CallGone if the caller already left."""
+
+    async def hangup(self, cause: HangupCause) -> None:
+        """End the call from our side. Idempotent; never raises for an already-ended call."""
+
+    async def wait_ended(self) -> HangupCause:
+        """Return once the call has ended, from either side, with the cause."""
+
+    def on_dtmf(self, callback: Callable[[str], None]) -> None:
+        """Register a callback for DTMF digits received from the caller ("0"-"9", "*", "#", "A"-"D")."""
+
+
+class CallGone(Exception):
+    """The caller hung up or cancelled before our action could take effect."""
+
+
+IncomingCallHandler = Callable[[InboundCall], Awaitable[None]]
