@@ -9,6 +9,9 @@ DEB_TEST_PKGS := sip-tester chromium nats-server sox
 .PHONY: run test venv deps-test deb-test bench clean
 
 $(VENV)/.stamp-base: pyproject.toml scripts/requirements.py
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { \
+	  echo "installing python3-venv"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) scripts/requirements.py base > $(VENV)/requirements-base.txt

@@ -71,3 +71,24 @@ class CallGone(Exception):
 
 
 IncomingCallHandler = Callable[[InboundCall], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LineStatus:
+    """Health of one line, published on the hub topic ``lines`` whenever it changes."""
+
+    line_id: str
+    kind: LineKind
+    state: str  # "up" | "down" | "starting" | "disabled" | "registering"
+    detail: str = ""  # one operator-readable line: why it is down, what it is doing
+    signal: int | None = None  # GSM: 0-31 (+CSQ), None when unknown
+    operator: str | None = None
+    registration: str | None = None  # "home" | "roaming" | "searching" | "denied" | ...
+    sim: str | None = None  # "ready" | "pin required" | "missing" | ...
+    imei: str | None = None
+    iccid: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    port: str | None = None
+    calls: int = 0  # calls currently on this line
+    updated: float = 0.0

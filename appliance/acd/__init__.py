@@ -1,0 +1,1 @@
+"""Automatic call distribution: agents, the queue and the routing of offers."""

@@ -1,0 +1,318 @@
+"""The ACD: one queue per config entry, longest-idle-agent routing, offers and wrap-up.
+
+All state changes happen synchronously on the event loop thread; timers (ring timeout,
+wrap-up) are loop timers owned here. Call tasks wait on the future of their
+``QueuedCall``, which resolves with the agent id that answered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from appliance.acd.agent import Agent, AgentSnapshot, AgentState, InvalidTransition
+from appliance.acd.events import AcdEvent, AgentChanged, OfferEnded, OfferMade, QueueChanged
+from appliance.lines import CallerId
+
+log = logging.getLogger(__name__)
+
+
+class AcdError(Exception):
+    """A request the ACD refuses; the message is shown to the agent."""
+
+
+@dataclass(eq=False)
+class QueuedCall:
+    call_id: str
+    queue_id: str
+    caller: CallerId
+    line_id: str
+    enqueued_at: float
+    answered: asyncio.Future[str] = field(repr=False, default=None)  # type: ignore[assignment]
+    offered_to: str | None = None
+    offered_at: float | None = None
+    first_offered_at: float | None = None
+    offers: list[str] = field(default_factory=list)
+    declined: set[str] = field(default_factory=set)
+    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class Acd:
+    def __init__(
+        self,
+        *,
+        agents: list[tuple[str, str, tuple[str, ...]]],
+        queues: list[str],
+        ring_timeout_s: float,
+        wrapup_s: float,
+        pause_on_missed_offer: bool,
+        publish: Callable[[AcdEvent], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._publish = publish
+        self.ring_timeout_s = ring_timeout_s
+        self.wrapup_s = wrapup_s
+        self.pause_on_missed_offer = pause_on_missed_offer
+        now = clock()
+        self._agents: dict[str, Agent] = {a: Agent(a, n, q, now) for a, n, q in agents}
+        self._queues: dict[str, list[QueuedCall]] = {q: [] for q in queues}
+        self._wrapup_timers: dict[str, asyncio.TimerHandle] = {}
+        self._pause_after_wrapup: dict[str, str] = {}
+        self._wrapup_done: dict[str, Callable[[str | None], None]] = {}
+
+    # --- agents ------------------------------------------------------------------------
+    def snapshot(self, agent_id: str) -> AgentSnapshot:
+        return self._agent(agent_id).snapshot()
+
+    def agents(self) -> list[AgentSnapshot]:
+        return [a.snapshot() for a in self._agents.values()]
+
+    def add_agent(self, agent_id: str, name: str, queues: tuple[str, ...]) -> None:
+        if agent_id in self._agents:
+            agent = self._agents[agent_id]
+            agent.name, agent.queues = name, queues
+        else:
+            self._agents[agent_id] = Agent(agent_id, name, queues, self._clock())
+        self._emit_agent(self._agents[agent_id])
+
+    def remove_agent(self, agent_id: str) -> None:
+        if agent_id in self._agents:
+            self.logout(agent_id)
+            del self._agents[agent_id]
+
+    def login(self, agent_id: str) -> None:
+        agent = self._agent(agent_id)
+        if agent.state is AgentState.LOGGED_OUT:
+            self._move(agent, AgentState.PAUSED, reason="logged in")
+
+    def set_available(self, agent_id: str) -> None:
+        agent = self._agent(agent_id)
+        if agent.state is AgentState.AVAILABLE:
+            return
+        if agent.state is AgentState.WRAP_UP:
+            raise AcdError("finish wrap-up first")
+        if agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
+            raise AcdError("you are on a call")
+        self._move(agent, AgentState.AVAILABLE)
+        self._dispatch()
+
+    def pause(self, agent_id: str, reason: str) -> None:
+        agent = self._agent(agent_id)
+        reason = reason.strip() or "break"
+        if agent.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            self._pause_after_wrapup[agent_id] = reason  # applied when wrap-up ends
+            return
+        if agent.state is AgentState.RESERVED:
+            self._end_offer_for_agent(agent, "rejected")
+        self._move(agent, AgentState.PAUSED, reason=reason)
+
+    def logout(self, agent_id: str) -> None:
+        agent = self._agent(agent_id)
+        if agent.state is AgentState.ON_CALL:
+            raise AcdError("hang up before logging out")
+        if agent.state is AgentState.RESERVED:
+            self._end_offer_for_agent(agent, "logged out")
+        self._cancel_wrapup_timer(agent_id)
+        if agent.state is not AgentState.LOGGED_OUT:
+            self._move(agent, AgentState.LOGGED_OUT)
+
+    # --- calls ---------------------------------------------------------------------------
+    def enqueue(self, call: QueuedCall) -> None:
+        if call.queue_id not in self._queues:
+            raise AcdError(f"unknown queue {call.queue_id}")
+        call.answered = asyncio.get_running_loop().create_future()
+        self._queues[call.queue_id].append(call)
+        self._emit_queue(call.queue_id)
+        self._dispatch()
+
+    def withdraw(self, call_id: str) -> QueuedCall | None:
+        """The caller left (or the box gave up): remove the call and end any offer at once."""
+        call = self._find(call_id)
+        if call is None:
+            return None
+        self._queues[call.queue_id].remove(call)
+        if call.offered_to is not None:
+            agent = self._agents.get(call.offered_to)
+            self._clear_offer(call, "caller hung up")
+            if agent is not None and agent.state is AgentState.RESERVED:
+                idle_since = agent.idle_since
+                self._move(agent, AgentState.AVAILABLE)
+                agent.idle_since = idle_since  # the agent keeps its place in the idle order
+        if not call.answered.done():
+            call.answered.cancel()
+        self._emit_queue(call.queue_id)
+        self._dispatch()
+        return call
+
+    def accept(self, agent_id: str, call_id: str) -> QueuedCall:
+        agent = self._agent(agent_id)
+        call = self._find(call_id)
+        if call is None or call.offered_to != agent_id or agent.state is not AgentState.RESERVED:
+            raise AcdError("this call is no longer offered to you")
+        self._clear_offer(call, "answered")
+        self._queues[call.queue_id].remove(call)
+        self._move(agent, AgentState.ON_CALL)
+        agent.call_id = call_id
+        agent.calls_handled += 1
+        self._emit_agent(agent)
+        call.answered.set_result(agent_id)
+        self._emit_queue(call.queue_id)
+        return call
+
+    def reject(self, agent_id: str, call_id: str) -> None:
+        agent = self._agent(agent_id)
+        call = self._find(call_id)
+        if call is None or call.offered_to != agent_id:
+            raise AcdError("this call is no longer offered to you")
+        self._end_offer_for_agent(agent, "rejected")
+        self._move(agent, AgentState.AVAILABLE)
+        self._dispatch()
+
+    def call_ended(self, agent_id: str, call_id: str, *, on_wrapup_done: Callable[[str | None], None]) -> None:
+        """The agent's call ended: start the timed wrap-up."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+            return
+        self._move(agent, AgentState.WRAP_UP)
+        agent.call_id = call_id
+        agent.wrapup_deadline = self._clock() + self.wrapup_s
+        self._emit_agent(agent)
+        self._wrapup_done[agent_id] = on_wrapup_done
+        handle = asyncio.get_running_loop().call_later(self.wrapup_s, self.end_wrapup, agent_id, None)
+        self._wrapup_timers[agent_id] = handle
+
+    def end_wrapup(self, agent_id: str, disposition: str | None) -> None:
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.WRAP_UP:
+            raise AcdError("you are not in wrap-up")
+        self._cancel_wrapup_timer(agent_id)
+        done = self._wrapup_done.pop(agent_id, None)
+        if done is not None:
+            done(disposition)
+        reason = self._pause_after_wrapup.pop(agent_id, None)
+        if reason:
+            self._move(agent, AgentState.PAUSED, reason=reason)
+        else:
+            self._move(agent, AgentState.AVAILABLE)
+            self._dispatch()
+
+    def waiting(self, queue_id: str) -> list[QueuedCall]:
+        return list(self._queues.get(queue_id, ()))
+
+    def close(self) -> None:
+        for queue in self._queues.values():
+            for call in queue:
+                if call._timer:
+                    call._timer.cancel()
+        for handle in self._wrapup_timers.values():
+            handle.cancel()
+
+    # --- routing ---------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        for queue_id, calls in self._queues.items():
+            for call in calls:
+                if call.offered_to is not None:
+                    continue
+                agent = self._pick_agent(queue_id, call)
+                if agent is None:
+                    break  # FIFO: later calls in this queue wait behind this one
+                self._offer(call, agent)
+
+    def _pick_agent(self, queue_id: str, call: QueuedCall) -> Agent | None:
+        ready = [a for a in self._agents.values() if a.state is AgentState.AVAILABLE and queue_id in a.queues]
+        if not ready:
+            return None
+        fresh = [a for a in ready if a.agent_id not in call.declined]
+        if not fresh:  # everyone has declined once: start a new round
+            call.declined.clear()
+            fresh = ready
+        return min(fresh, key=lambda a: (a.idle_since or 0.0, a.agent_id))
+
+    def _offer(self, call: QueuedCall, agent: Agent) -> None:
+        now = self._clock()
+        self._move(agent, AgentState.RESERVED)
+        agent.call_id = call.call_id
+        call.offered_to = agent.agent_id
+        call.offered_at = now
+        call.first_offered_at = call.first_offered_at or now
+        call.offers.append(agent.agent_id)
+        call._timer = asyncio.get_running_loop().call_later(self.ring_timeout_s, self._ring_timeout, call.call_id, agent.agent_id)
+        log.info("offer call %s (%s) to agent %s", call.call_id, call.caller.number or "withheld", agent.agent_id)
+        self._emit_agent(agent)
+        self._publish(
+            OfferMade(
+                call_id=call.call_id,
+                agent_id=agent.agent_id,
+                queue_id=call.queue_id,
+                caller_number=call.caller.number,
+                caller_name=call.caller.name,
+                line_id=call.line_id,
+                enqueued_at=call.enqueued_at,
+                offered_at=now,
+                ring_timeout_s=self.ring_timeout_s,
+            )
+        )
+
+    def _ring_timeout(self, call_id: str, agent_id: str) -> None:
+        call = self._find(call_id)
+        agent = self._agents.get(agent_id)
+        if call is None or agent is None or call.offered_to != agent_id:
+            return
+        log.info("agent %s did not answer call %s within %.0fs; moving on", agent_id, call_id, self.ring_timeout_s)
+        self._end_offer_for_agent(agent, "timeout")
+        if self.pause_on_missed_offer:
+            self._move(agent, AgentState.PAUSED, reason="missed offer")
+        else:
+            self._move(agent, AgentState.AVAILABLE)
+        self._dispatch()
+
+    def _end_offer_for_agent(self, agent: Agent, reason: str) -> None:
+        call = self._find(agent.call_id) if agent.call_id else None
+        if call is not None and call.offered_to == agent.agent_id:
+            call.declined.add(agent.agent_id)
+            self._clear_offer(call, reason)
+
+    def _clear_offer(self, call: QueuedCall, reason: str) -> None:
+        if call._timer is not None:
+            call._timer.cancel()
+            call._timer = None
+        agent_id, call.offered_to = call.offered_to, None
+        if agent_id is not None:
+            self._publish(OfferEnded(call.call_id, agent_id, reason))
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _agent(self, agent_id: str) -> Agent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise AcdError(f"unknown agent {agent_id}") from None
+
+    def _find(self, call_id: str | None) -> QueuedCall | None:
+        for calls in self._queues.values():
+            for call in calls:
+                if call.call_id == call_id:
+                    return call
+        return None
+
+    def _move(self, agent: Agent, dst: AgentState, *, reason: str | None = None) -> None:
+        try:
+            src = agent.move(dst, self._clock(), reason=reason)
+        except InvalidTransition as exc:
+            raise AcdError(str(exc)) from None
+        log.info("agent %s: %s -> %s%s", agent.agent_id, src, dst, f" ({reason})" if reason else "")
+        self._emit_agent(agent)
+
+    def _cancel_wrapup_timer(self, agent_id: str) -> None:
+        handle = self._wrapup_timers.pop(agent_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _emit_agent(self, agent: Agent) -> None:
+        self._publish(AgentChanged(agent.snapshot()))
+
+    def _emit_queue(self, queue_id: str) -> None:
+        calls = self._queues[queue_id]
+        self._publish(QueueChanged(queue_id, len(calls), calls[0].enqueued_at if calls else None))

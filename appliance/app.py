@@ -1,0 +1,196 @@
+"""The composition root: staged start-up, the running box, and staged shutdown."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from appliance.acd.router import Acd
+from appliance.calls import CallCenter
+from appliance.config import AgentConfig, BoxConfig
+from appliance.hub import Hub, Overflow
+from appliance.storage import Store
+from appliance.web.server import ConsoleDeps, build_app
+from appliance.web.sessions import Sessions
+
+log = logging.getLogger(__name__)
+
+# Shutdown budget per stage (seconds). The sum plus a margin must stay under systemd's
+# TimeoutStopSec (90 s by default); tests/appliance/test_shutdown_budget.py checks it.
+SHUTDOWN_STAGES_S = {"calls": 15.0, "lines": 10.0, "web": 5.0, "storage": 10.0}
+SYSTEMD_TIMEOUT_STOP_S = 90.0
+WEB_SHUTDOWN_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    web_url: str
+    sip_udp: int | None
+    sip_tcp: int | None
+
+
+class Box:
+    """Everything that runs; built by ``start`` and torn down by ``stop``."""
+
+    def __init__(self, cfg: BoxConfig) -> None:
+        self.cfg = cfg
+        self.hub = Hub()
+        self.hub.topic("acd", maxsize=512)
+        self.hub.topic("calls", maxsize=512)
+        self.hub.topic("lines", maxsize=256, overflow=Overflow.DROP_OLDEST)
+        self._agents: dict[str, AgentConfig] = {a.id: a for a in cfg.agents}
+        self.store: Store | None = None
+        self.acd: Acd | None = None
+        self.calls: CallCenter | None = None
+        self.sessions = Sessions(cfg.web.ice_host_addresses)
+        self._runner: web.AppRunner | None = None
+        self._lines: list[Any] = []
+        self._stop_hooks: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self.endpoints: Endpoints | None = None
+        self.started_at = time.time()
+
+    # --- agents (config) --------------------------------------------------------------------
+    def agent_config(self, agent_id: str) -> AgentConfig | None:
+        return self._agents.get(agent_id)
+
+    def agent_name(self, agent_id: str) -> str:
+        a = self._agents.get(agent_id)
+        return a.name if a else agent_id
+
+    def put_agent(self, agent: AgentConfig) -> None:
+        """Add or change an agent live (the TUI uses this); the ACD follows at once."""
+        self._agents[agent.id] = agent
+        assert self.acd is not None
+        self.acd.add_agent(agent.id, agent.name, agent.queues)
+
+    def remove_agent(self, agent_id: str) -> None:
+        self._agents.pop(agent_id, None)
+        if self.acd is not None:
+            self.acd.remove_agent(agent_id)
+
+    # --- start ----------------------------------------------------------------------------------
+    async def start(self) -> Endpoints:
+        cfg = self.cfg
+        self.store = await Store.open(cfg.data_dir, branch=cfg.branch)
+        self._stop_hooks.append(("storage", self.store.close))
+        for alarm in self.store.alarms():
+            log.warning("storage alarm: %s", getattr(alarm, "message", alarm))
+
+        acd_topic = self.hub.topic("acd")
+        self.acd = Acd(
+            agents=[(a.id, a.name, a.queues) for a in cfg.agents],
+            queues=[q.id for q in cfg.queues],
+            ring_timeout_s=cfg.acd.ring_timeout_s,
+            wrapup_s=cfg.acd.wrapup_s,
+            pause_on_missed_offer=cfg.acd.pause_on_missed_offer,
+            publish=acd_topic.publish,
+        )
+        self.calls = CallCenter(cfg, self.acd, self.store, self.hub.topic("calls"), self.sessions, self.agent_name)
+
+        web_url = await self._start_web()
+        sip_udp, sip_tcp = await self._start_sip()
+        self.endpoints = Endpoints(web_url, sip_udp, sip_tcp)
+        self._write_endpoints()
+        return self.endpoints
+
+    def run_dir(self) -> Path:
+        """Where the running box publishes its endpoints and local API socket."""
+        return self.cfg.data_dir / "run"
+
+    def _write_endpoints(self) -> None:
+        assert self.endpoints is not None
+        run_dir = self.run_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        doc = {"pid": os.getpid(), "web_url": self.endpoints.web_url, "sip_udp": self.endpoints.sip_udp,
+               "sip_tcp": self.endpoints.sip_tcp, "started_at": self.started_at}
+        tmp = run_dir / "endpoints.json.tmp"
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, run_dir / "endpoints.json")
+
+    async def _start_web(self) -> str:
+        cfg = self.cfg
+        if cfg.web.ice_host_addresses:
+            from media.webrtc import use_host_addresses
+
+            use_host_addresses(cfg.web.ice_host_addresses)
+            log.info("WebRTC candidates pinned to %s", ", ".join(cfg.web.ice_host_addresses))
+        assert self.acd is not None and self.calls is not None
+        deps = ConsoleDeps(
+            acd=self.acd,
+            hub=self.hub,
+            sessions=self.sessions,
+            agent_config=self.agent_config,
+            queues=lambda: self.cfg.queues,
+            hangup=self.calls.agent_hangup,
+            live_calls=self.calls.live_calls,
+        )
+        self._runner = web.AppRunner(build_app(deps), shutdown_timeout=WEB_SHUTDOWN_TIMEOUT_S, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.web.bind, cfg.web.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        host = "127.0.0.1" if cfg.web.bind in ("0.0.0.0", "::", "") else cfg.web.bind
+        return f"http://{host}:{port}/"
+
+    async def _start_sip(self) -> tuple[int | None, int | None]:
+        from drivers.sip.line import SipLine
+
+        cfg = self.cfg
+        assert self.calls is not None
+        line = SipLine(
+            bind=cfg.sip.bind,
+            port=cfg.sip.port,
+            transports=cfg.sip.transports,
+            rtp_ports=(cfg.sip.rtp_port_min, cfg.sip.rtp_port_max),
+            sdp_address=cfg.sip.sdp_address or None,
+            handler=self.calls.handle_inbound,
+        )
+        await line.start()
+        self._lines.append(line)
+        return line.udp_port, line.tcp_port
+
+    # --- stop -----------------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Staged shutdown: calls, lines, web, storage. Each stage is bounded and logged."""
+        if self.calls is not None:
+            await self._stage("calls", self.calls.shutdown(SHUTDOWN_STAGES_S["calls"] - 1.0))
+        for line in reversed(self._lines):
+            await self._stage("lines", line.stop())
+        await self.sessions.close_all()
+        if self._runner is not None:
+            await self._stage("web", self._runner.cleanup())
+        if self.acd is not None:
+            self.acd.close()
+        for name, hook in reversed(self._stop_hooks):
+            await self._stage(name, hook())
+
+    async def _stage(self, name: str, aw: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_STAGES_S[name]):
+                await aw
+        except TimeoutError:
+            log.warning("shutdown stage %s did not finish within %.0fs; carrying on", name, SHUTDOWN_STAGES_S[name])
+        except Exception as exc:
+            log.warning("shutdown stage %s failed (%s); carrying on", name, exc)
+
+
+async def run_box(cfg: BoxConfig, stop: asyncio.Event, on_ready: Callable[[Box], None] | None = None) -> None:
+    box = Box(cfg)
+    try:
+        await box.start()
+        if on_ready is not None:
+            on_ready(box)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await box.stop()
+    log.info("stopped cleanly")

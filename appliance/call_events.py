@@ -1,0 +1,35 @@
+"""Live-call snapshots published on the hub topic ``calls``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class LiveState(StrEnum):
+    ARRIVING = "arriving"
+    QUEUED = "queued"
+    OFFERED = "offered"
+    ON_CALL = "on_call"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCallSnapshot:
+    call_id: str
+    line_id: str
+    line_kind: str
+    caller_number: str | None
+    caller_name: str | None
+    queue_id: str | None
+    state: LiveState
+    since: float  # wall clock of the last state change
+    arrived_at: float
+    agent_id: str | None = None
+    agent_name: str | None = None
+    hangup_cause: str | None = None
+    recording: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallUpdate:
+    call: LiveCallSnapshot

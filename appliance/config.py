@@ -1,0 +1,246 @@
+"""Box configuration: a TOML file, or the embedded defaults when there is none.
+
+Validated once at start-up into frozen dataclasses. A broken file is refused with
+one clear message that names the file and the problem; the box never starts on a
+half-understood configuration.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_NAME = "branchline.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    bind: str = "0.0.0.0"
+    port: int = 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 20000
+    sdp_address: str = ""  # address we put in SDP; empty = the address the INVITE arrived on
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    bind: str = "0.0.0.0"
+    port: int = 8080
+    ice_host_addresses: tuple[str, ...] = ()  # pin WebRTC host candidates (e.g. the LAN address); empty = all
+
+
+@dataclass(frozen=True, slots=True)
+class AcdConfig:
+    ring_timeout_s: float = 15.0  # an offer rings this long before moving to the next agent
+    wrapup_s: float = 30.0  # timed wrap-up after each call; the agent can end it early
+    max_queue_wait_s: float = 900.0  # then the caller is told no agent is available
+    early_media_max_s: float = 120.0  # answer the line after this long in queue (carrier timers)
+    pause_on_missed_offer: bool = True  # RONA: an agent who lets an offer time out is paused
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    id: str
+    name: str
+    ringback_s: float = 4.0  # ringback before hold music
+    hold_music: str = ""  # WAV path; empty = the built-in tune
+    dispositions: tuple[str, ...] = ("resolved", "follow-up", "escalated", "wrong number")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    id: str
+    name: str
+    password_hash: str  # "scrypt$<salt hex>$<hash hex>"
+    queues: tuple[str, ...] = ()
+    demo_password: str | None = None  # only for the embedded demo agents, printed at start
+
+    def check_password(self, password: str) -> bool:
+        return verify_password(password, self.password_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    gsm: bool = True  # start a simulated GSM modem when no real one is configured
+    analog: bool = True  # start a simulated analog line when no real one is configured
+
+
+@dataclass(frozen=True, slots=True)
+class BoxConfig:
+    data_dir: Path = Path("var")
+    branch: str = "box"
+    log_level: str = "INFO"
+    sip: SipConfig = SipConfig()
+    web: WebConfig = WebConfig()
+    acd: AcdConfig = AcdConfig()
+    recording: RecordingConfig = RecordingConfig()
+    simulators: SimulatorConfig = SimulatorConfig()
+    queues: tuple[QueueConfig, ...] = ()
+    agents: tuple[AgentConfig, ...] = ()
+    gsm: tuple[dict[str, Any], ...] = ()  # real GSM modems (validated by the GSM driver)
+    analog: tuple[dict[str, Any], ...] = ()  # real analog voice modems
+    source: str = "embedded defaults"
+
+
+# --- passwords -------------------------------------------------------------------------
+_SCRYPT = dict(n=2**14, r=8, p=1)
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, digest_hex = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), **_SCRYPT)
+    except ValueError:
+        return False
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+# --- defaults --------------------------------------------------------------------------
+DEMO_AGENTS = (("alice", "Alice Martin", "alice-demo"), ("bob", "Bob Okafor", "bob-demo"))
+
+
+def embedded_default() -> BoxConfig:
+    queue = QueueConfig(id="support", name="Support")
+    agents = tuple(
+        AgentConfig(id=i, name=n, password_hash=hash_password(p), queues=("support",), demo_password=p)
+        for i, n, p in DEMO_AGENTS
+    )
+    return BoxConfig(queues=(queue,), agents=agents)
+
+
+# --- loading ---------------------------------------------------------------------------
+def load_config(path: Path | None) -> BoxConfig:
+    """Load ``path``; with None, use ./branchline.toml when present, else the embedded defaults."""
+    if path is None:
+        candidate = Path(DEFAULT_CONFIG_NAME)
+        if not candidate.exists():
+            return embedded_default()
+        path = candidate
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        cfg = parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    return replace(cfg, source=str(path))
+
+
+def _section(raw: dict[str, Any], name: str, cls: type, **conv: Any) -> Any:
+    data = raw.get(name, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    allowed = set(cls.__dataclass_fields__)
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown key(s): {', '.join(sorted(unknown))}")
+    values = {}
+    defaults = cls()
+    for key, value in data.items():
+        want = type(getattr(defaults, key))
+        if want is tuple and isinstance(value, list):
+            value = tuple(value)
+        elif want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want):
+            raise ConfigError(f"[{name}] {key} must be {want.__name__}, not {type(value).__name__}")
+        values[key] = value
+    return cls(**values)
+
+
+def parse_config(raw: dict[str, Any]) -> BoxConfig:
+    box = raw.get("box", {})
+    if not isinstance(box, dict):
+        raise ConfigError("[box] must be a table")
+    unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "simulators", "queues", "agents", "gsm", "analog"}
+    if unknown_top:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown_top))}")
+    sip = _section(raw, "sip", SipConfig)
+    if not (0 <= sip.port <= 65535):
+        raise ConfigError(f"[sip] port {sip.port} is out of range")
+    if not set(sip.transports) <= {"udp", "tcp"}:
+        raise ConfigError("[sip] transports may contain only \"udp\" and \"tcp\"")
+    web = _section(raw, "web", WebConfig)
+    acd = _section(raw, "acd", AcdConfig)
+    if acd.ring_timeout_s <= 0 or acd.wrapup_s < 0:
+        raise ConfigError("[acd] ring_timeout_s must be > 0 and wrapup_s >= 0")
+    queues = tuple(_queue(q) for q in _table_list(raw, "queues")) or embedded_default().queues
+    queue_ids = {q.id for q in queues}
+    agents_raw = _table_list(raw, "agents")
+    agents = tuple(_agent(a, queue_ids) for a in agents_raw) if agents_raw else embedded_default().agents
+    if len({a.id for a in agents}) != len(agents):
+        raise ConfigError("two agents share the same id")
+    return BoxConfig(
+        data_dir=Path(str(box.get("data_dir", "var"))),
+        branch=str(box.get("branch", "box")),
+        log_level=str(box.get("log_level", "INFO")).upper(),
+        sip=sip,
+        web=web,
+        acd=acd,
+        recording=_section(raw, "recording", RecordingConfig),
+        simulators=_section(raw, "simulators", SimulatorConfig),
+        queues=queues,
+        agents=agents,
+        gsm=tuple(_table_list(raw, "gsm")),
+        analog=tuple(_table_list(raw, "analog")),
+    )
+
+
+def _table_list(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    items = raw.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"[[{name}]] must be an array of tables")
+    return items
+
+
+def _queue(q: dict[str, Any]) -> QueueConfig:
+    if not q.get("id"):
+        raise ConfigError("every [[queues]] entry needs an id")
+    return QueueConfig(
+        id=str(q["id"]),
+        name=str(q.get("name", q["id"])),
+        ringback_s=float(q.get("ringback_s", 4.0)),
+        hold_music=str(q.get("hold_music", "")),
+        dispositions=tuple(q.get("dispositions", QueueConfig("x", "x").dispositions)),
+    )
+
+
+def _agent(a: dict[str, Any], queue_ids: set[str]) -> AgentConfig:
+    if not a.get("id"):
+        raise ConfigError("every [[agents]] entry needs an id")
+    if "password_hash" in a:
+        pw_hash = str(a["password_hash"])
+    elif "password" in a:
+        pw_hash = hash_password(str(a["password"]))
+    else:
+        raise ConfigError(f"agent {a['id']} needs password or password_hash")
+    queues = tuple(a.get("queues", sorted(queue_ids)))
+    missing = set(queues) - queue_ids
+    if missing:
+        raise ConfigError(f"agent {a['id']} is in unknown queue(s): {', '.join(sorted(missing))}")
+    return AgentConfig(id=str(a["id"]), name=str(a.get("name", a["id"])), password_hash=pw_hash, queues=queues)

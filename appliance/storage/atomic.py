@@ -1,0 +1,84 @@
+"""Atomic file replacement and the TinyDB storage that uses it.
+
+A write goes to ``<name>.tmp``, is fsync'd, renamed over the target, and the folder is
+fsync'd, so after a power cut the file is either the old or the new version. The
+storage keeps the last written tables in memory (it is the file's only writer) and
+can defer writes so a group commit rewrites each shard once.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tinydb.storages import Storage
+
+from appliance.storage import envelope
+
+TMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data``. ``durable=False`` skips the fsyncs (for rebuildable sidecars)."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable and sync_dir:
+        fsync_dir(path.parent)
+
+
+class ShardStorage(Storage):
+    """TinyDB storage over one enveloped file; only the store's writer thread touches it.
+
+    ``read`` returns the cached tables (TinyDB replaces a table's dict on every update,
+    so the cache holds the current state). ``write`` only records the new tables;
+    ``flush`` persists them atomically. If ``flush`` fails, ``discard`` forgets the
+    unsaved state so the next read comes from disk again.
+    """
+
+    def __init__(self, path: str, **_: Any) -> None:
+        self.path = Path(path)
+        self._tables: dict[str, Any] | None = None
+        self.dirty = False
+        self.disk_digest: str | None = None  # digest of the body last read or written
+
+    def read(self) -> dict[str, Any] | None:
+        if self._tables is None:
+            try:
+                raw = self.path.read_bytes()
+            except FileNotFoundError:
+                return None
+            self._tables = envelope.decode(raw)  # raises CorruptFileError
+            self.disk_digest = envelope.read_header(raw)[0]
+        return self._tables
+
+    def write(self, data: dict[str, Any]) -> None:
+        self._tables = data
+        self.dirty = True
+
+    def flush(self, *, sync_dir: bool) -> None:
+        if not self.dirty or self._tables is None:
+            return
+        raw = envelope.encode(self._tables)
+        write_atomic(self.path, raw, sync_dir=sync_dir)
+        self.disk_digest = envelope.read_header(raw)[0]
+        self.dirty = False
+
+    def discard(self) -> None:
+        self._tables = None
+        self.dirty = False
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,213 @@
+"""The synchronous core of the store: documents in shards plus the index. Writer thread only.
+
+Every public method runs on the store's single-thread executor. Mutations change shards
+in memory; ``commit`` persists every touched shard (one rewrite each) and only then
+keeps the index changes, so a batch is all-or-nothing as far as callers can tell.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tinydb.table import Document
+
+from appliance.storage import codec, envelope
+from appliance.storage.index import Index, pack, unpack
+from appliance.storage.models import Alarm, AlarmKind, SyncState
+from appliance.storage.shards import SHARD_CAP, ShardSet, read_sidecar, sidecar_path, write_sidecar
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, shards_dir: Path, branch: str, report: Callable[[Alarm], None], *, cap: int = SHARD_CAP) -> None:
+        self.branch = branch
+        self.shards = ShardSet(shards_dir, cap=cap)
+        self.index = Index()
+        self._report = report
+
+    # ---- start-up ----
+    def load(self, *, verify_all: bool = False, recent_periods: frozenset[str] = frozenset()) -> None:
+        """Build the catalogue and index. Corrupt shards are moved aside and reported, never fatal.
+
+        Every shard's header and length are checked; shards of ``recent_periods`` (where
+        writes happen) or all of them with ``verify_all`` are fully checksummed.
+        """
+        for name in self.shards.scan():
+            path = self.shards.root / name.filename
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(envelope.HEADER_LEN)
+                    size = f.seek(0, 2)
+                shard_digest, length = envelope.read_header(head)
+                if size != envelope.file_size_for(length):
+                    raise envelope.CorruptFileError(f"size {size} != {envelope.file_size_for(length)}")
+                entries = None
+                if not verify_all and name.period not in recent_periods:
+                    entries = read_sidecar(path, shard_digest)
+                if entries is None:
+                    tables = envelope.decode(path.read_bytes())
+                    entries = self._entries(name.kind, tables.get(name.kind, {}))
+                    write_sidecar(path, shard_digest, entries)
+            except envelope.CorruptFileError as exc:
+                self._corrupt(path, str(exc))
+                continue
+            no = self.shards.register(name, len(entries))
+            for entry in entries:
+                self.index.add(name.kind, no, entry)
+
+    @staticmethod
+    def _entries(kind: str, raw_table: dict[str, Any]) -> list[list[Any]]:
+        return [codec.index_entry(kind, int(doc_id), doc) for doc_id, doc in raw_table.items()]
+
+    def _corrupt(self, path: Path, why: str) -> None:
+        aside = self.shards.move_aside(path)
+        log.error("data file %s is corrupt (%s); moved aside to %s, its records are not loaded", path.name, why, aside.name)
+        self._report(Alarm(AlarmKind.CORRUPT_SHARD, path.name, f"corrupt ({why}); moved aside to {aside.name}", time.time()))
+
+    def _drop_corrupt_shard(self, no: int, why: str) -> None:
+        """A shard failed its check when loaded after start-up: unindex it and move it aside."""
+        path = self.shards.path(no)
+        kind = self.shards.name(no).kind
+        for key, loc in list(self.index.keys(kind).items()):
+            if unpack(loc)[0] == no:
+                self.index.remove(kind, [0, key, 0, None, []])
+        self.shards.forget(no)
+        self._corrupt(path, why)
+
+    # ---- commit ----
+    def begin(self) -> None:
+        self.index.begin()
+
+    def commit(self) -> None:
+        dirty = self.shards.dirty()
+        try:
+            digests = self.shards.flush(dirty)
+        except OSError:
+            self.rollback()
+            raise
+        self.index.commit()
+        for no, d in digests.items():
+            table = self.shards.table(no)
+            write_sidecar(self.shards.path(no), d, self._entries(self.shards.name(no).kind, table._read_table()))
+
+    def rollback(self) -> None:
+        dirty = self.shards.dirty()
+        self.shards.discard(dirty)
+        self.index.rollback()
+        for no in dirty:
+            path = self.shards.path(no)
+            if path.exists():
+                self.shards.register(self.shards.name(no), len(self.shards.table(no)))
+            else:
+                self.shards.forget(no)
+
+    # ---- documents ----
+    def _doc(self, loc: int) -> tuple[int, Any, dict[str, Any] | None]:
+        no, doc_id = unpack(loc)
+        try:
+            table = self.shards.table(no)
+            doc = table.get(doc_id=doc_id)
+        except envelope.CorruptFileError as exc:
+            self._drop_corrupt_shard(no, str(exc))
+            return no, None, None
+        return no, table, doc
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        loc = self.index.loc(kind, key)
+        if loc is None:
+            return None
+        return self._doc(loc)[2]
+
+    def upsert(self, kind: str, key: str, body: dict[str, Any], now: float) -> str:
+        """Insert or replace the document ``key`` of ``kind``; returns its msg id (minted on insert)."""
+        from appliance.storage.ids import new_msg_id
+
+        loc = self.index.loc(kind, key)
+        old = None
+        if loc is not None:
+            no, table, old = self._doc(loc)
+        if old is not None:
+            doc = dict(body)
+            doc.update(_key=key, _msg_id=old["_msg_id"], _at=old["_at"], _rev=old.get("_rev", 0) + 1)
+            doc["_sync"] = {"state": SyncState.PENDING.value, "attempts": 0, "next_at": 0.0}
+            doc_id = unpack(loc)[1]
+            table.upsert(Document(doc, doc_id=doc_id))
+            self.index.remove(kind, codec.index_entry(kind, doc_id, old))
+            self.index.add(kind, no, codec.index_entry(kind, doc_id, doc))
+            return doc["_msg_id"]
+        at = codec.doc_time(kind, body, now)
+        doc = dict(body)
+        doc.update(_key=key, _msg_id=new_msg_id(self.branch, kind, now), _at=at, _rev=0)
+        doc["_sync"] = {"state": SyncState.PENDING.value, "attempts": 0, "next_at": 0.0}
+        no = self.shards.target(kind, at)
+        doc_id = self.shards.table(no).insert(doc)
+        self.shards.adjust_count(no, 1)
+        self.index.add(kind, no, codec.index_entry(kind, doc_id, doc))
+        return doc["_msg_id"]
+
+    def set_fields(self, kind: str, key: str, fields: dict[str, Any]) -> bool:
+        """Change store fields (e.g. ``_sync``) without bumping the revision."""
+        loc = self.index.loc(kind, key)
+        if loc is None:
+            return False
+        no, table, old = self._doc(loc)
+        if old is None:
+            return False
+        table.update(fields, doc_ids=[unpack(loc)[1]])
+        return True
+
+    def remove(self, kind: str, key: str) -> bool:
+        loc = self.index.loc(kind, key)
+        if loc is None:
+            return False
+        no, table, old = self._doc(loc)
+        if old is None:
+            return False
+        doc_id = unpack(loc)[1]
+        table.remove(doc_ids=[doc_id])
+        self.shards.adjust_count(no, -1)
+        self.index.remove(kind, codec.index_entry(kind, doc_id, old))
+        return True
+
+    def drop_shard(self, no: int) -> int:
+        """Delete a whole shard file and unindex its documents; returns how many were dropped."""
+        kind = self.shards.name(no).kind
+        path = self.shards.path(no)
+        try:
+            raw_table = self.shards.table(no)._read_table()
+            entries = self._entries(kind, raw_table)
+        except envelope.CorruptFileError:
+            entries = [[0, key, 0, None, []] for key, loc in self.index.keys(kind).items() if unpack(loc)[0] == no]
+        with self.index.untracked():  # the file is gone whatever happens to the commit
+            for entry in entries:
+                self.index.remove(kind, entry)
+        self.shards.delete_file(no)
+        return len(entries)
+
+    def docs(
+        self, kind: str, newest_first: bool = False, periods: tuple[str, str] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(shard_no, doc) for every document of a kind (within ``periods``, inclusive), shard by shard."""
+        nos = self.shards.live(kind)
+        if periods is not None:
+            nos = [no for no in nos if periods[0] <= self.shards.name(no).period <= periods[1]]
+        for no in reversed(nos) if newest_first else nos:
+            try:
+                table = self.shards.table(no)
+                docs = list(table.all())
+            except envelope.CorruptFileError as exc:
+                self._drop_corrupt_shard(no, str(exc))
+                continue
+            for doc in docs:
+                yield no, doc
+
+    def shard_of(self, kind: str, key: str) -> int | None:
+        loc = self.index.loc(kind, key)
+        return None if loc is None else unpack(loc)[0]
+
+
+__all__ = ["Engine", "pack", "sidecar_path"]

@@ -1,0 +1,294 @@
+"""The agent console's HTTP server: static page, login, WebRTC signalling and a WebSocket.
+
+The WebSocket carries commands from the page (``{"op": ...}``) and pushes the agent's
+state, offers and call updates back. Everything the page shows comes from hub events.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+from appliance.acd.agent import AgentSnapshot, AgentState
+from appliance.acd.events import AgentChanged, OfferEnded, OfferMade
+from appliance.acd.router import Acd, AcdError
+from appliance.call_events import CallUpdate
+from appliance.config import AgentConfig, QueueConfig
+from appliance.hub import Hub
+from appliance.web.sessions import AgentSession, Sessions
+from media.webrtc import SignallingError
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+RECONNECT_GRACE_S = 20.0  # an agent whose console drops is logged out after this, unless on a call
+WS_HEARTBEAT_S = 15.0  # aiohttp ping interval; a dead browser is noticed within about twice this
+
+
+class ConsoleDeps:
+    """What the console needs from the rest of the box; wired in appliance/app.py."""
+
+    def __init__(
+        self,
+        *,
+        acd: Acd,
+        hub: Hub,
+        sessions: Sessions,
+        agent_config: Callable[[str], AgentConfig | None],
+        queues: Callable[[], tuple[QueueConfig, ...]],
+        hangup: Callable[[str], bool],
+        live_calls: Callable[[], list],
+    ) -> None:
+        self.acd = acd
+        self.hub = hub
+        self.sessions = sessions
+        self.agent_config = agent_config
+        self.queues = queues
+        self.hangup = hangup
+        self.live_calls = live_calls
+        self.logout_timers: dict[str, asyncio.TimerHandle] = {}
+
+
+DEPS = web.AppKey("deps", ConsoleDeps)
+
+
+def build_app(deps: ConsoleDeps) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024)
+    app[DEPS] = deps
+    app.router.add_get("/", _index)
+    app.router.add_post("/api/login", _login)
+    app.router.add_post("/api/rtc", _rtc)
+    app.router.add_get("/api/ws", _ws)
+    app.router.add_get("/healthz", _health)
+    app.router.add_static("/static", STATIC, show_index=False)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="request body must be a JSON object")
+    return body
+
+
+async def _login(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    source = request.remote or "?"
+    if not deps.sessions.login_allowed(source):
+        log.warning("console login refused for %s: too many failed attempts", source)
+        return web.json_response({"error": "too many failed attempts; wait a few minutes"}, status=429)
+    body = await _json_body(request)
+    agent_id, password = str(body.get("agent_id", "")).strip(), str(body.get("password", ""))
+    agent = deps.agent_config(agent_id)
+    # the same answer for an unknown agent and a wrong password: ids cannot be enumerated
+    ok = agent is not None and await asyncio.get_running_loop().run_in_executor(None, agent.check_password, password)
+    if not ok:
+        deps.sessions.login_failed(source)
+        log.info("console login failed for %r from %s", agent_id, source)
+        return web.json_response({"error": "unknown agent or wrong password"}, status=401)
+    session, old = deps.sessions.create(agent_id)
+    if old is not None:
+        for ws in list(old.sockets):
+            await ws.close(code=4001, message=b"logged in elsewhere")
+        if old.media is not None:
+            await deps.sessions.close_media(old.media)
+    log.info("agent %s logged in to the console from %s", agent_id, source)
+    return web.json_response({"token": session.token, "agent_id": agent_id, "name": agent.name})
+
+
+def _session(request: web.Request, token: str | None) -> AgentSession:
+    session = request.app[DEPS].sessions.by_token(token)
+    if session is None:
+        raise web.HTTPUnauthorized(text="log in first")
+    return session
+
+
+async def _rtc(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    body = await _json_body(request)
+    session = _session(request, request.headers.get("Authorization", "").removeprefix("Bearer ").strip())
+    sdp, kind = body.get("sdp"), body.get("type")
+    if not isinstance(sdp, str) or kind != "offer":
+        raise web.HTTPBadRequest(text="expected {sdp, type: 'offer'}")
+    try:
+        answer_sdp, answer_type = await deps.sessions.new_media(session, sdp, kind)
+    except (SignallingError, ValueError) as exc:
+        log.info("agent %s sent an unusable WebRTC offer: %s", session.agent_id, exc)
+        raise web.HTTPBadRequest(text=f"unusable offer: {exc}") from None
+    log.info("agent %s audio negotiated", session.agent_id)
+    return web.json_response({"sdp": answer_sdp, "type": answer_type})
+
+
+def _agent_doc(snap: AgentSnapshot) -> dict[str, Any]:
+    return {
+        "agent_id": snap.agent_id,
+        "name": snap.name,
+        "state": str(snap.state),
+        "since": snap.since,
+        "pause_reason": snap.pause_reason,
+        "call_id": snap.call_id,
+        "wrapup_deadline": snap.wrapup_deadline,
+        "calls_handled": snap.calls_handled,
+    }
+
+
+def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
+    if isinstance(event, AgentChanged) and event.agent.agent_id == agent_id:
+        return {"type": "state", "agent": _agent_doc(event.agent)}
+    if isinstance(event, OfferMade) and event.agent_id == agent_id:
+        return {
+            "type": "offer",
+            "call_id": event.call_id,
+            "caller": event.caller_number,
+            "caller_name": event.caller_name,
+            "queue": event.queue_id,
+            "line": event.line_id,
+            "enqueued_at": event.enqueued_at,
+            "waited_s": round(event.offered_at - event.enqueued_at, 1),
+            "ring_timeout_s": event.ring_timeout_s,
+        }
+    if isinstance(event, OfferEnded) and event.agent_id == agent_id:
+        return {"type": "offer_ended", "call_id": event.call_id, "reason": event.reason}
+    if isinstance(event, CallUpdate) and event.call.agent_id == agent_id:
+        c = event.call
+        return {"type": "call", "call_id": c.call_id, "state": str(c.state), "caller": c.caller_number,
+                "caller_name": c.caller_name, "since": c.since, "cause": c.hangup_cause, "recording": c.recording}
+    return None
+
+
+async def _ws(request: web.Request) -> web.WebSocketResponse:
+    deps = request.app[DEPS]
+    session = _session(request, request.query.get("token"))
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S)
+    await ws.prepare(request)
+    agent_id = session.agent_id
+    session.sockets.add(ws)
+    timer = deps.logout_timers.pop(agent_id, None)
+    if timer is not None:
+        timer.cancel()
+    acd_sub = deps.hub.topic("acd").subscribe(maxsize=256)
+    call_sub = deps.hub.topic("calls").subscribe(maxsize=256)
+    pump = asyncio.create_task(_pump(ws, agent_id, acd_sub, call_sub), name=f"console-pump:{agent_id}")
+    try:
+        deps.acd.login(agent_id)
+        queues = [q for q in deps.queues() if q.id in deps.acd.snapshot(agent_id).queues]
+        await ws.send_json({
+            "type": "hello",
+            "agent": _agent_doc(deps.acd.snapshot(agent_id)),
+            "dispositions": sorted({d for q in queues for d in q.dispositions}),
+            "queues": [{"id": q.id, "name": q.name} for q in queues],
+        })
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            reply = await _command(deps, session, msg.data)
+            if reply is not None:
+                await ws.send_json(reply)
+    finally:
+        pump.cancel()
+        acd_sub.close()
+        call_sub.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        session.sockets.discard(ws)
+        if not session.sockets and deps.sessions.by_token(session.token) is session:
+            loop = asyncio.get_running_loop()
+            deps.logout_timers[agent_id] = loop.call_later(RECONNECT_GRACE_S, _logout_if_gone, deps, session)
+    return ws
+
+
+async def _pump(ws: web.WebSocketResponse, agent_id: str, *subs: Any) -> None:
+    getters = {asyncio.ensure_future(s.get()): s for s in subs}
+    try:
+        while True:
+            done, _ = await asyncio.wait(getters, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                sub = getters.pop(fut)
+                try:
+                    event = fut.result()
+                except StopAsyncIteration:
+                    return
+                getters[asyncio.ensure_future(sub.get())] = sub
+                doc = _event_doc(agent_id, event)
+                if doc is not None and not ws.closed:
+                    await ws.send_json(doc)
+    finally:
+        for fut in getters:
+            fut.cancel()
+
+
+def _logout_if_gone(deps: ConsoleDeps, session: AgentSession) -> None:
+    deps.logout_timers.pop(session.agent_id, None)
+    if session.sockets:
+        return
+    snap = deps.acd.snapshot(session.agent_id)
+    if snap.state is AgentState.ON_CALL:
+        return  # keep the call; the agent can reconnect and hang up
+    with contextlib.suppress(AcdError):
+        deps.acd.logout(session.agent_id)
+    log.info("agent %s logged out: console closed for %.0fs", session.agent_id, RECONNECT_GRACE_S)
+
+
+async def _command(deps: ConsoleDeps, session: AgentSession, text: str) -> dict[str, Any] | None:
+    try:
+        cmd = json.loads(text)
+        op = cmd["op"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {"type": "error", "message": "malformed command"}
+    agent_id = session.agent_id
+    acd = deps.acd
+    try:
+        if op == "available":
+            if deps.sessions.media_for(agent_id) is None:
+                return {"type": "error", "message": "connect your audio before going available"}
+            acd.set_available(agent_id)
+        elif op == "pause":
+            acd.pause(agent_id, str(cmd.get("reason", "break")))
+        elif op == "answer":
+            acd.accept(agent_id, str(cmd.get("call_id")))
+        elif op == "reject":
+            acd.reject(agent_id, str(cmd.get("call_id")))
+        elif op == "hangup":
+            if not deps.hangup(agent_id):
+                return {"type": "error", "message": "you have no call to hang up"}
+        elif op == "wrapup":
+            disposition = cmd.get("disposition") or None
+            acd.end_wrapup(agent_id, str(disposition) if disposition else None)
+        elif op == "logout":
+            acd.logout(agent_id)
+            deps.sessions.drop(session)
+            if session.media is not None:
+                await deps.sessions.close_media(session.media)
+                session.media = None
+        elif op == "ping":
+            return {"type": "pong", "t": time.time()}
+        else:
+            return {"type": "error", "message": f"unknown command {op!r}"}
+    except AcdError as exc:
+        return {"type": "error", "message": str(exc)}
+    return None
+
+
+async def _close_sockets(app: web.Application) -> None:
+    deps = app[DEPS]
+    for session in deps.sessions.all():
+        for ws in list(session.sockets):
+            await ws.close(code=1001, message=b"box shutting down")

@@ -1,0 +1,96 @@
+"""Logged-in agents: tokens, their console sockets and their WebRTC media legs."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from media.frames import LegAudio
+from media.webrtc import AgentMediaSession
+
+log = logging.getLogger(__name__)
+
+LOGIN_FAILURE_WINDOW_S = 300.0  # failed logins are counted over this window per source address
+LOGIN_FAILURE_LIMIT = 10  # then that address must wait for the window to pass
+MEDIA_CLOSE_TIMEOUT_S = 5.0  # closing a peer connection (DTLS/ICE teardown) must not hang the console
+
+
+@dataclass(eq=False)
+class AgentSession:
+    agent_id: str
+    token: str
+    created: float
+    media: AgentMediaSession | None = None
+    sockets: set = field(default_factory=set)
+
+
+class Sessions:
+    def __init__(self, ice_host_addresses: tuple[str, ...] = ()) -> None:
+        self._by_token: dict[str, AgentSession] = {}
+        self._by_agent: dict[str, AgentSession] = {}
+        self._failures: dict[str, list[float]] = {}
+        self._ice_hosts = ice_host_addresses
+
+    # --- login --------------------------------------------------------------------------
+    def login_allowed(self, source: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(source, []) if now - t < LOGIN_FAILURE_WINDOW_S]
+        self._failures[source] = recent
+        return len(recent) < LOGIN_FAILURE_LIMIT
+
+    def login_failed(self, source: str) -> None:
+        self._failures.setdefault(source, []).append(time.monotonic())
+
+    def create(self, agent_id: str) -> tuple[AgentSession, AgentSession | None]:
+        """A new session for the agent; returns it and the session it replaces, if any."""
+        old = self._by_agent.pop(agent_id, None)
+        if old is not None:
+            self._by_token.pop(old.token, None)
+        session = AgentSession(agent_id, secrets.token_urlsafe(24), time.time())
+        self._by_token[session.token] = session
+        self._by_agent[agent_id] = session
+        return session, old
+
+    def by_token(self, token: str | None) -> AgentSession | None:
+        return self._by_token.get(token or "")
+
+    def by_agent(self, agent_id: str) -> AgentSession | None:
+        return self._by_agent.get(agent_id)
+
+    def drop(self, session: AgentSession) -> None:
+        if self._by_token.get(session.token) is session:
+            del self._by_token[session.token]
+        if self._by_agent.get(session.agent_id) is session:
+            del self._by_agent[session.agent_id]
+
+    def all(self) -> list[AgentSession]:
+        return list(self._by_agent.values())
+
+    # --- media ----------------------------------------------------------------------------
+    def media_for(self, agent_id: str) -> LegAudio | None:
+        session = self._by_agent.get(agent_id)
+        media = session.media if session is not None else None
+        if media is None or not media.connected.is_set() or media.ended.is_set():
+            return None
+        return media
+
+    async def new_media(self, session: AgentSession, sdp: str, kind: str) -> tuple[str, str]:
+        old, session.media = session.media, AgentMediaSession(name=f"agent:{session.agent_id}")
+        if old is not None:
+            await self.close_media(old)
+        return await session.media.answer(sdp, kind)
+
+    async def close_media(self, media: AgentMediaSession) -> None:
+        try:
+            async with asyncio.timeout(MEDIA_CLOSE_TIMEOUT_S):
+                await media.close()
+        except TimeoutError:
+            log.warning("%s: peer connection did not close within %.0fs", media.name, MEDIA_CLOSE_TIMEOUT_S)
+
+    async def close_all(self) -> None:
+        for session in self.all():
+            if session.media is not None:
+                await self.close_media(session.media)
+                session.media = None

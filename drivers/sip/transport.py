@@ -1,0 +1,190 @@
+"""Thin asyncio UDP and TCP transports for SIP. No protocol logic lives here.
+
+Each received message is handed to ``on_message(data, conn, stream)`` with a
+``Connection`` that sends back over the receiving socket/connection. One bad
+message never kills a transport: exceptions from the handler are logged and the
+transport keeps serving. Works under uvloop (no transport type assertions).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Protocol
+
+from drivers.sip.errors import FramingError
+from drivers.sip.message import StreamFramer
+
+log = logging.getLogger(__name__)
+
+TCP_IDLE_TIMEOUT_S = 300.0  # close TCP connections silent this long (peers re-connect on demand)
+MAX_TCP_CONNECTIONS = 256  # bound on concurrent inbound TCP connections
+TCP_WRITE_BUFFER_LIMIT = 256 * 1024  # a peer not reading this much is dropped
+
+
+class Connection(Protocol):
+    reliable: bool
+    peer: tuple[str, int]
+
+    def send(self, data: bytes) -> None: ...
+
+    def redirect(self, peer: tuple[str, int]) -> "Connection": ...
+
+
+OnMessage = Callable[[bytes, Connection, bool], None]
+
+
+class UdpConnection:
+    __slots__ = ("_transport", "peer", "reliable")
+
+    def __init__(self, transport: asyncio.DatagramTransport, peer: tuple[str, int]) -> None:
+        self._transport = transport
+        self.peer = peer
+        self.reliable = False
+
+    def send(self, data: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.sendto(data, self.peer)
+
+    def redirect(self, peer: tuple[str, int]) -> "UdpConnection":
+        return UdpConnection(self._transport, peer)
+
+    def __repr__(self) -> str:
+        return f"udp:{self.peer[0]}:{self.peer[1]}"
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, on_message: OnMessage) -> None:
+        self._on_message = on_message
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if self.transport is None or not data.strip(b"\r\n\0 "):
+            return  # keep-alive (CRLF) or empty datagram
+        try:
+            self._on_message(data, UdpConnection(self.transport, (addr[0], addr[1])), False)
+        except Exception:  # a bug in the handler must not stop the socket
+            log.exception("SIP/UDP: unexpected error handling a datagram from %s:%s", addr[0], addr[1])
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP/UDP: socket error %s", exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One inbound TCP connection: frames the stream by Content-Length."""
+
+    def __init__(self, on_message: OnMessage, registry: set["TcpConnection"]) -> None:
+        self._on_message = on_message
+        self._registry = registry
+        self._framer = StreamFramer()
+        self._transport: asyncio.Transport | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.reliable = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = (peer[0], peer[1])
+        if len(self._registry) >= MAX_TCP_CONNECTIONS:
+            log.warning("SIP/TCP: refusing %s:%s, %d connections open", *self.peer, len(self._registry))
+            transport.close()
+            return
+        self._registry.add(self)
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT_S, self.close)
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        try:
+            messages = self._framer.feed(data)
+        except FramingError as exc:
+            log.warning("SIP/TCP %s:%s: %s; closing the connection", self.peer[0], self.peer[1], exc)
+            self.close()
+            return
+        for message in messages:
+            try:
+                self._on_message(message, self, True)
+            except Exception:
+                log.exception("SIP/TCP: unexpected error handling a message from %s:%s", *self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def send(self, data: bytes) -> None:
+        t = self._transport
+        if t is None or t.is_closing():
+            return
+        if t.get_write_buffer_size() > TCP_WRITE_BUFFER_LIMIT:
+            log.warning("SIP/TCP %s:%s: peer is not reading; closing", *self.peer)
+            self.close()
+            return
+        t.write(data)
+
+    def redirect(self, peer: tuple[str, int]) -> "TcpConnection":
+        return self  # a stream answers over itself
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"tcp:{self.peer[0]}:{self.peer[1]}"
+
+
+class SipTransports:
+    """Binds SIP over UDP and TCP on one host/port (port 0: an ephemeral port)."""
+
+    def __init__(self, host: str, port: int, on_message: OnMessage, *, tcp: bool = True) -> None:
+        self._host = host
+        self._port = port
+        self._on_message = on_message
+        self._want_tcp = tcp
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._tcp_conns: set[TcpConnection] = set()
+        self.udp_port = 0
+        self.tcp_port = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self._on_message), local_addr=(self._host, self._port)
+        )
+        self._udp = transport
+        self.udp_port = transport.get_extra_info("sockname")[1]
+        if self._want_tcp:
+            def factory() -> TcpConnection:
+                return TcpConnection(self._on_message, self._tcp_conns)
+
+            try:  # same port number as UDP when possible
+                self._server = await loop.create_server(factory, self._host, self.udp_port)
+            except OSError:
+                if self._port:
+                    raise
+                self._server = await loop.create_server(factory, self._host, 0)
+            self.tcp_port = self._server.sockets[0].getsockname()[1]
+        log.info("SIP listening on %s udp:%d tcp:%s", self._host, self.udp_port, self.tcp_port or "off")
+
+    def udp_connection(self, peer: tuple[str, int]) -> UdpConnection | None:
+        return UdpConnection(self._udp, peer) if self._udp is not None else None
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self._tcp_conns):
+                conn.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None

@@ -1,0 +1,257 @@
+"""The asyncio shell around the SIP core: parse, match transactions, run their timers.
+
+``UserAgent`` answers what needs no call state itself (parse errors, OPTIONS,
+unknown methods, CANCEL/ACK matching) and hands INVITE, ACK-for-2xx, CANCEL and
+in-dialog requests to its ``TransactionUser`` (the SIP line).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Callable, Protocol
+
+from drivers.sip.errors import SipParseError, TransactionError
+from drivers.sip.message import (
+    SipRequest,
+    SipResponse,
+    error_response,
+    parse_message,
+    response_bytes,
+)
+from drivers.sip.transaction import (
+    Action,
+    AnswerRetransmitter,
+    Deliver,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    Send,
+    SetTimer,
+    Terminated,
+    TimedOut,
+    TimerName,
+    cancel_target_key,
+    client_key,
+    server_key,
+)
+from drivers.sip.transport import Connection
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ACCEPT = "application/sdp"
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we implement no option tags yet (no 100rel, timer)
+DIALOG_METHODS = frozenset({"INVITE", "BYE"})
+
+
+def new_tag() -> str:
+    return secrets.token_hex(6)
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(10)
+
+
+class TransactionUser(Protocol):
+    def on_invite(self, request: SipRequest, txn: "ServerTransaction") -> None: ...
+    def on_in_dialog(self, request: SipRequest, txn: "ServerTransaction") -> None: ...
+    def on_ack(self, request: SipRequest) -> None: ...
+    def on_cancel(self, invite_txn: "ServerTransaction") -> None: ...
+
+
+class _Running:
+    """A transaction (or 2xx retransmitter) plus what the shell needs to drive it."""
+
+    __slots__ = ("core", "conn", "key", "handles", "on_deliver", "on_timeout", "table")
+
+    def __init__(self, core, conn: Connection, key, table: dict | None) -> None:
+        self.core = core
+        self.conn = conn
+        self.key = key
+        self.table = table
+        self.handles: list[asyncio.TimerHandle] = []
+        self.on_deliver: Callable[[SipResponse], None] | None = None
+        self.on_timeout: Callable[[TimerName], None] | None = None
+
+
+class ServerTransaction(_Running):
+    """What the TU gets with a request: ``respond(...)`` sends through the transaction."""
+
+    __slots__ = ("request", "ua", "owner")
+
+    def __init__(self, ua: "UserAgent", request: SipRequest, conn: Connection, key, core) -> None:
+        super().__init__(core, conn, key, ua._server)
+        self.request = request
+        self.ua = ua
+        self.owner: object = None  # the call an INVITE belongs to
+
+    @property
+    def final_sent(self) -> bool:
+        return self.core.state.value not in ("trying", "proceeding")
+
+    def respond(self, status: int, *, reason: str | None = None, to_tag: str | None = None,
+                extra: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> bytes | None:
+        """Send a response; returns its bytes, or None when the transaction is past that point."""
+        data = response_bytes(self.request, status, reason, to_tag=to_tag,
+                              extra=(("Server", self.ua.server_name),) + extra, body=body)
+        try:
+            actions = self.core.send_response(status, data, self.ua.now())
+        except TransactionError as exc:
+            log.debug("SIP: response %d not sent: %s", status, exc)
+            return None
+        self.ua.run(self, actions)
+        return data
+
+
+class UserAgent:
+    def __init__(self, tu: TransactionUser, *, server_name: str = "Branchline") -> None:
+        self.tu = tu
+        self.server_name = server_name
+        self._server: dict[tuple, ServerTransaction] = {}
+        self._client: dict[tuple, _Running] = {}
+        self._others: set[_Running] = set()
+        self._loop = asyncio.get_running_loop()
+        self.rejected = 0  # requests refused by the parser
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # ---- driving transactions ----------------------------------------------
+    def run(self, entry: _Running, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                entry.conn.send(action.data)
+            elif isinstance(action, SetTimer):
+                entry.handles = [h for h in entry.handles if not h.cancelled()][-8:]
+                entry.handles.append(self._loop.call_at(action.deadline, self._fire, entry, action.name))
+            elif isinstance(action, Deliver):
+                if entry.on_deliver is not None:
+                    entry.on_deliver(action.response)
+            elif isinstance(action, TimedOut):
+                if entry.on_timeout is not None:
+                    entry.on_timeout(action.timer)
+            elif isinstance(action, Terminated):
+                self._forget(entry)
+
+    def _fire(self, entry: _Running, name: TimerName) -> None:
+        try:
+            self.run(entry, entry.core.on_timer(name, self.now()))
+        except Exception:
+            log.exception("SIP: error running timer %s", name)
+
+    def _forget(self, entry: _Running) -> None:
+        for handle in entry.handles:
+            handle.cancel()
+        entry.handles.clear()
+        if entry.table is not None and entry.table.get(entry.key) is entry:
+            del entry.table[entry.key]
+        self._others.discard(entry)
+
+    def close(self) -> None:
+        """Cancel every timer and forget every transaction (the line is stopping)."""
+        for entry in [*self._server.values(), *self._client.values(), *self._others]:
+            self._forget(entry)
+
+    def pending_client_transactions(self) -> int:
+        return len(self._client)
+
+    # ---- outgoing -------------------------------------------------------------
+    def send_request(self, data: bytes, branch: str, method: str, conn: Connection,
+                     on_final: Callable[[int], None] | None = None) -> None:
+        """Send a non-INVITE request (BYE) with retransmissions; ``on_final(status)``, 408 on timeout."""
+        core = NonInviteClientTransaction(data, conn.reliable)
+        key = client_key(branch, method)
+        entry = _Running(core, conn, key, self._client)
+        if on_final is not None:
+            entry.on_deliver = lambda r: on_final(r.status) if r.status >= 200 else None
+            entry.on_timeout = lambda _t: on_final(408)
+        self._client[key] = entry
+        self.run(entry, core.start(self.now()))
+
+    def start_2xx(self, data: bytes, conn: Connection, on_timeout: Callable[[], None]) -> _Running:
+        core = AnswerRetransmitter(data, conn.reliable)
+        entry = _Running(core, conn, None, None)
+        entry.on_timeout = lambda _t: on_timeout()
+        self._others.add(entry)
+        self.run(entry, core.start(self.now()))
+        return entry
+
+    def ack_2xx(self, entry: _Running) -> None:
+        self.run(entry, entry.core.receive_ack(self.now()))
+
+    def resend_2xx(self, entry: _Running) -> None:
+        self.run(entry, entry.core.receive_retransmission(self.now()))
+
+    # ---- incoming -------------------------------------------------------------
+    def on_message(self, data: bytes, conn: Connection, stream: bool) -> None:
+        try:
+            msg = parse_message(data, stream=stream)
+        except SipParseError as err:
+            self.rejected += 1
+            answer = error_response(err, new_tag(), self.server_name)
+            if err.method == "ACK":
+                answer = None  # never answer an ACK (§17.2.1)
+            log.warning("SIP %r: %s %s: %s", conn, "refused" if answer else "dropped",
+                        err.method or "message", err)
+            if answer is not None:
+                conn.send(answer)
+            return
+        if isinstance(msg, SipResponse):
+            self._on_response(msg)
+        else:
+            self._on_request(msg, conn)
+
+    def _on_response(self, response: SipResponse) -> None:
+        entry = self._client.get(client_key(response.branch or "", response.cseq.method))
+        if entry is None:
+            log.debug("SIP: stray response %d %s", response.status, response.cseq)
+            return
+        self.run(entry, entry.core.receive_response(response, self.now()))
+
+    def _on_request(self, request: SipRequest, conn: Connection) -> None:
+        key = server_key(request)
+        existing = self._server.get(key)
+        if request.method == "ACK":
+            if existing is not None and isinstance(existing.core, InviteServerTransaction):
+                self.run(existing, existing.core.receive_ack(self.now()))
+                if existing.core.final_status is None or existing.core.final_status >= 300:
+                    return
+            self.tu.on_ack(request)
+            return
+        if existing is not None:
+            self.run(existing, existing.core.receive_retransmission(self.now()))
+            return
+        reliable = conn.reliable
+        if request.method == "INVITE":
+            txn = ServerTransaction(self, request, conn, key, InviteServerTransaction(reliable))
+            self._server[key] = txn
+            txn.respond(100)
+        else:
+            txn = ServerTransaction(self, request, conn, key, NonInviteServerTransaction(reliable))
+            self._server[key] = txn
+        method = request.method
+        if method == "CANCEL":
+            target = self._server.get(cancel_target_key(request))
+            if target is None:
+                txn.respond(481, to_tag=new_tag())
+                return
+            txn.respond(200, to_tag=getattr(target.owner, "local_tag", None) or new_tag())
+            self.tu.on_cancel(target)
+            return
+        unsupported = [t for t in request.headers.get_all("Require") if t.lower() not in SUPPORTED_EXTENSIONS]
+        if unsupported:
+            txn.respond(420, to_tag=new_tag(), extra=(("Unsupported", ", ".join(unsupported)),))
+            return
+        if method == "OPTIONS":
+            txn.respond(200, to_tag=new_tag(), extra=(("Allow", ALLOW), ("Accept", ACCEPT)))
+        elif method in DIALOG_METHODS:
+            if request.to_addr.tag is None:
+                if method == "INVITE":
+                    self.tu.on_invite(request, txn)
+                else:
+                    txn.respond(481, to_tag=new_tag())
+            else:
+                self.tu.on_in_dialog(request, txn)
+        else:
+            txn.respond(501, to_tag=new_tag(), extra=(("Allow", ALLOW),))

@@ -1,0 +1,85 @@
+"""The analog call's audio leg (``media.frames.LegAudio``).
+
+Received modem samples are converted to 8 kHz s16le on arrival and re-chunked into
+20 ms frames by a bounded ``PcmFifo`` (oldest audio dropped beyond ``max_ms``). Frames
+the bridge writes are converted to the modem's format, DLE-shielded and written to
+the port -- only in full duplex (``+VTR``); a half-duplex (``+VRX``) call counts them
+as dropped. Writes are dropped too while the port is congested, so a slow modem can
+never make the bridge block or memory grow.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from drivers.voicemodem.dle import shield
+from drivers.voicemodem.formats import SampleConverter
+from media.frames import FRAME_BYTES, PcmFifo
+
+RX_BUFFER_MS = 200  # latency bound for received audio; the bridge drains a frame every 20 ms
+
+
+class ModemAudio:
+    def __init__(
+        self,
+        converter: SampleConverter,
+        *,
+        send: Callable[[bytes], None] | None,
+        congested: Callable[[], bool] = lambda: False,
+        max_ms: int = RX_BUFFER_MS,
+    ) -> None:
+        self._converter = converter
+        self._send = send  # None: half duplex, nothing goes to the line
+        self._congested = congested
+        self._rx = PcmFifo(max_ms=max_ms)
+        self._readable = asyncio.Event()
+        self.closed = False
+        self.frames_written = 0
+        self.frames_dropped = 0
+
+    @property
+    def full_duplex(self) -> bool:
+        return self._send is not None
+
+    # ---- modem side ----------------------------------------------------------------
+    def push_received(self, pcm: bytes) -> None:
+        self._rx.push(pcm)
+        if len(self._rx) >= FRAME_BYTES:
+            self._readable.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._send = None
+        self._readable.set()
+
+    # ---- LegAudio --------------------------------------------------------------------
+    def read_frame_nowait(self) -> bytes | None:
+        frame = self._rx.pop_frame()
+        if len(self._rx) < FRAME_BYTES and not self.closed:
+            self._readable.clear()
+        return frame
+
+    async def read_frame(self) -> bytes | None:
+        """Wait for the next frame; None once the call's audio has closed and drained."""
+        while True:
+            frame = self.read_frame_nowait()
+            if frame is not None or self.closed:
+                return frame
+            await self._readable.wait()
+
+    def write_frame(self, pcm: bytes) -> None:
+        send = self._send
+        if send is None or self._congested():
+            self.frames_dropped += 1
+            return
+        send(shield(self._converter.from_pcm(pcm)))
+        self.frames_written += 1
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "rx_received_bytes": self._rx.received_bytes,
+            "rx_dropped_bytes": self._rx.dropped_bytes,
+            "rx_depth_bytes": len(self._rx),
+            "tx_frames": self.frames_written,
+            "tx_dropped_frames": self.frames_dropped,
+        }

@@ -1,0 +1,265 @@
+"""``AnalogLine``: one voice modem as an appliance line (``appliance.lines`` contract).
+
+The line runs the modem under ``appliance.supervisor.supervise``: open the port,
+initialise, then serve rings until the port goes away (``PortLost`` -> restart with
+backoff; the port name is resolved again on every run, so a re-enumerated modem comes
+back). Each ring sequence becomes one ``AnalogCall`` handed to the
+``IncomingCallHandler``; answer/hang-up are serialised on the one modem.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Callable
+
+from appliance.lines import CallerId, CallGone, HangupCause, IncomingCallHandler, LineKind
+from appliance.supervisor import Backoff, supervise
+from drivers.at.errors import AtTimeout, DriverError, PortLost
+from drivers.serial_port import SerialLink
+from drivers.voicemodem.audio import ModemAudio
+from drivers.voicemodem.callerid import CallerIdReport
+from drivers.voicemodem.modem import ModemSettings, PortMode, VoiceModem
+from drivers.voicemodem.profiles import VoiceModemProfile
+from drivers.voicemodem.state import (
+    CallAbandoned,
+    CallOffered,
+    DtmfReceived,
+    FarEndGone,
+    LineState,
+    MachineEvent,
+    Notice,
+)
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_INTERVAL_S = 30.0  # an idle modem is asked "AT" this often; a wedged USB modem shows up here
+HANGUP_TIMEOUT_S = 8.0  # stop voice (3 s) + on hook (5 s): the hang-up must finish even when cancelled
+HANDLER_GRACE_S = 5.0  # on line shutdown, give running call handlers this long to notice the end
+
+
+class AnalogCall:
+    """One inbound call on an analog line (implements ``appliance.lines.InboundCall``)."""
+
+    kind = LineKind.ANALOG
+
+    def __init__(self, line: "AnalogLine", report: CallerIdReport | None) -> None:
+        self.call_id = f"analog-{uuid.uuid4().hex[:16]}"
+        self.line_id = line.line_id
+        self.report = report  # full caller-ID detail (date, time, trust) for the call record
+        self.caller = report.to_caller_id() if report is not None else CallerId(None, None, "unavailable")
+        self.called: str | None = None
+        self.audio: ModemAudio | None = None
+        self._line = line
+        self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
+        self._dtmf: list[Callable[[str], None]] = []
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.done()
+
+    async def progress(self) -> None:
+        """Analog lines have no early media: the caller keeps hearing the exchange's ringing."""
+
+    async def answer(self) -> None:
+        if self.ended:
+            raise CallGone(f"{self.call_id} already ended ({self._ended.result()})")
+        await self._line._answer(self)
+
+    async def hangup(self, cause: HangupCause) -> None:
+        if self.ended:
+            return
+        await self._line._hangup(self, cause)
+
+    async def wait_ended(self) -> HangupCause:
+        return await asyncio.shield(self._ended)
+
+    def on_dtmf(self, callback: Callable[[str], None]) -> None:
+        self._dtmf.append(callback)
+
+    # ---- driver side -------------------------------------------------------------------
+    def _digit(self, digit: str) -> None:
+        for callback in self._dtmf:
+            try:
+                callback(digit)
+            except Exception:  # a faulty subscriber must not break the driver
+                log.exception("%s: DTMF callback failed", self.call_id)
+
+    def _end(self, cause: HangupCause) -> None:
+        if not self._ended.done():
+            self._ended.set_result(cause)
+            if self.audio is not None:
+                self.audio.close()
+            log.info("%s: call %s ended (%s)", self.line_id, self.call_id, cause)
+
+
+class AnalogLine:
+    def __init__(
+        self,
+        *,
+        line_id: str,
+        port: str | Callable[[], str],
+        handler: IncomingCallHandler,
+        profile: VoiceModemProfile | None = None,
+        settings: ModemSettings = ModemSettings(),
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.line_id = line_id
+        self._port = port
+        self._handler = handler
+        self._profile = profile
+        self._settings = settings
+        self._backoff = backoff
+        self._modem: VoiceModem | None = None
+        self._call: AnalogCall | None = None
+        self._ops = asyncio.Lock()  # answer/hang-up/keepalive: one modem operation at a time
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._up = asyncio.Event()
+        self.runs = 0
+
+    @property
+    def modem(self) -> VoiceModem | None:
+        return self._modem
+
+    async def run(self) -> None:
+        """Serve the line until cancelled (restarts after port loss with backoff)."""
+        try:
+            await supervise(f"line {self.line_id}", self._run_once, backoff=self._backoff)
+        finally:
+            await self._drain_tasks()
+
+    async def wait_up(self) -> None:
+        """Return once the modem is initialised and waiting for calls."""
+        await self._up.wait()
+
+    async def _run_once(self) -> None:
+        self.runs += 1
+        port = self._port() if callable(self._port) else self._port
+        modem: VoiceModem | None = None
+
+        def on_data(data: bytes) -> None:
+            if modem is not None:
+                modem.feed(data)
+
+        link = await SerialLink.open(port, on_data)
+        modem = VoiceModem(link.write, self._on_event, profile=self._profile, settings=self._settings,
+                           name=self.line_id, congested=link.congested)
+        link.lost.add_done_callback(lambda fut: modem.connection_lost(fut.result() if not fut.cancelled() else None))
+        self._modem = modem
+        try:
+            await modem.initialise()
+            self._profile = modem.profile  # keep the detected profile across restarts
+            self._up.set()
+            log.info("%s: ready on %s", self.line_id, port)
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE_INTERVAL_S):
+                        await asyncio.shield(link.lost)
+                    raise PortLost(f"{self.line_id}: {port} went away")
+                except TimeoutError:
+                    await self._keepalive(modem)
+        finally:
+            self._up.clear()
+            if self._call is not None:
+                self._call._end(HangupCause.LINE_LOST)
+                self._call = None
+            self._modem = None
+            link.close()
+
+    async def _keepalive(self, modem: VoiceModem) -> None:
+        if modem.mode is not PortMode.COMMAND or modem.machine.state is not LineState.IDLE or self._ops.locked():
+            return
+        async with self._ops:
+            try:
+                await modem.channel.command("AT")
+            except AtTimeout:
+                raise PortLost(f"{self.line_id}: modem stopped answering AT") from None
+
+    # ---- events from the modem ----------------------------------------------------------------
+    def _on_event(self, event: MachineEvent) -> None:
+        call = self._call
+        if isinstance(event, CallOffered):
+            self._offer(event.caller)
+        elif isinstance(event, DtmfReceived):
+            if call is not None:
+                call._digit(event.digit)
+        elif isinstance(event, FarEndGone):
+            log.info("%s: far end gone (%s)", self.line_id, event.reason)
+            if call is not None:
+                self._spawn(call.hangup(HangupCause.FAR_END_HUNG_UP), "far-end-hangup")
+        elif isinstance(event, CallAbandoned):
+            log.info("%s: caller gave up after %d ring(s)", self.line_id, event.rings)
+            if call is not None:
+                call._end(HangupCause.CANCELLED)
+                self._call = None
+        elif isinstance(event, Notice):
+            log.info("%s: %s", self.line_id, event.text)
+
+    def _offer(self, report: CallerIdReport | None) -> None:
+        call = AnalogCall(self, report)
+        self._call = call
+        log.info("%s: incoming call %s from %s (%s)", self.line_id, call.call_id,
+                 call.caller.number or "-", call.caller.presentation)
+        self._spawn(self._run_handler(call), f"handler-{call.call_id}")
+
+    async def _run_handler(self, call: AnalogCall) -> None:
+        try:
+            await self._handler(call)
+        except Exception:
+            log.exception("%s: call handler failed for %s", self.line_id, call.call_id)
+            await call.hangup(HangupCause.ERROR)
+
+    def _spawn(self, coro, name: str) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.line_id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=HANDLER_GRACE_S)
+
+    # ---- call operations ---------------------------------------------------------------------
+    async def _answer(self, call: AnalogCall) -> None:
+        async with self._ops:
+            modem = self._modem
+            if modem is None or call is not self._call or call.ended:
+                raise CallGone(f"{call.call_id} is no longer ringing")
+            if modem.machine.state is not LineState.RINGING:
+                raise CallGone(f"{call.call_id}: line is {modem.machine.state}")
+            try:
+                call.audio = await modem.answer()
+            except DriverError as exc:
+                log.warning("%s: answering %s failed: %s", self.line_id, call.call_id, exc)
+                call._end(HangupCause.ERROR)
+                await self._release(modem)
+                raise CallGone(f"{call.call_id}: answer failed ({exc})") from exc
+            log.info("%s: answered %s (%s)", self.line_id, call.call_id,
+                     "full duplex" if call.audio.full_duplex else "receive only")
+
+    async def _hangup(self, call: AnalogCall, cause: HangupCause) -> None:
+        async with self._ops:
+            if call.ended:
+                return
+            call._end(cause)
+            if call is self._call:
+                self._call = None
+            modem = self._modem
+            if modem is not None:
+                await self._release(modem)
+
+    async def _release(self, modem: VoiceModem) -> None:
+        """Back on hook, whatever state the modem is in; shielded and bounded."""
+        async def release() -> None:
+            if modem.machine.state in (LineState.VOICE, LineState.ANSWERING, LineState.DIALING):
+                modem.machine.transition(LineState.HANGING_UP, "hang up")
+            await modem.stop_voice()
+            await modem.on_hook()
+
+        try:
+            async with asyncio.timeout(HANGUP_TIMEOUT_S):
+                await asyncio.shield(release())
+        except (TimeoutError, DriverError) as exc:
+            log.warning("%s: hang-up not confirmed (%s)", self.line_id, exc or type(exc).__name__)

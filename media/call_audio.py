@@ -1,0 +1,61 @@
+"""What a caller hears while no agent is on the line, as ``LegAudio`` the bridge can use."""
+from __future__ import annotations
+
+import logging
+
+from appliance.config import BoxConfig, QueueConfig
+from media.frames import FRAME_S, SILENCE
+from media.tones import AudioFileError, FrameSource, HoldMusic, WavPlayer, ringback
+
+log = logging.getLogger(__name__)
+
+
+class SourceLeg:
+    """A leg that plays a frame source and ignores what it is sent."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self._source = source
+
+    def read_frame_nowait(self) -> bytes | None:
+        return self._source.next_frame()
+
+    def write_frame(self, pcm: bytes) -> None:
+        return None
+
+
+class SilentLeg:
+    """A leg with nothing on it (an agent whose browser audio is not connected)."""
+
+    def read_frame_nowait(self) -> bytes | None:
+        return SILENCE
+
+    def write_frame(self, pcm: bytes) -> None:
+        return None
+
+
+class QueueAudio:
+    """Ringback for the queue's ``ringback_s``, then hold music, looped."""
+
+    def __init__(self, queue: QueueConfig, cfg: BoxConfig) -> None:
+        self._ringback = ringback()
+        self._ringback_frames = int(queue.ringback_s / FRAME_S)
+        self._music = _hold_music(queue)
+        self._frames = 0
+
+    def read_frame_nowait(self) -> bytes | None:
+        self._frames += 1
+        if self._frames <= self._ringback_frames:
+            return self._ringback.next_frame()
+        return self._music.next_frame()
+
+    def write_frame(self, pcm: bytes) -> None:
+        return None
+
+
+def _hold_music(queue: QueueConfig) -> FrameSource:
+    if queue.hold_music:
+        try:
+            return WavPlayer(queue.hold_music, loop=True)
+        except AudioFileError as exc:
+            log.warning("queue %s: hold music %s cannot be played (%s); using the built-in tune", queue.id, queue.hold_music, exc)
+    return HoldMusic()

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Branchline: the box. ``python run.py`` runs it; see ``python run.py --help``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+log = logging.getLogger("branchline")
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="run.py", description="Branchline contact centre box")
+    p.add_argument("--config", type=Path, help="TOML config file (default: ./branchline.toml if present, else built-in defaults)")
+    p.add_argument("--data", type=Path, help="data folder (overrides [box] data_dir)")
+    p.add_argument("--sip-port", type=int, help="SIP UDP/TCP port (overrides [sip] port)")
+    p.add_argument("--web-port", type=int, help="agent console port (overrides [web] port)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the box (the default)")
+    b = sub.add_parser("backup", help="write a consistent snapshot of the data folder")
+    b.add_argument("output", type=Path)
+    r = sub.add_parser("restore", help="restore a snapshot into the data folder (box must be stopped)")
+    r.add_argument("snapshot", type=Path)
+    sub.add_parser("tui", help="open the site-admin terminal UI on the running box")
+    return p.parse_args(argv)
+
+
+def load(args: argparse.Namespace):
+    from appliance.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"branchline: {exc}", file=sys.stderr)
+        print("branchline: fix the file, or move it away to start with the built-in defaults", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.data:
+        cfg = replace(cfg, data_dir=args.data)
+    if args.sip_port is not None:
+        cfg = replace(cfg, sip=replace(cfg.sip, port=args.sip_port))
+    if args.web_port is not None:
+        cfg = replace(cfg, web=replace(cfg.web, port=args.web_port))
+    if args.log_level:
+        cfg = replace(cfg, log_level=args.log_level.upper())
+    return cfg
+
+
+def take_lock(data_dir: Path) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / ".branchline.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        print(f"branchline: another box (pid {other}) is already running on {data_dir}; stop it first", file=sys.stderr)
+        raise SystemExit(1) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def banner(box) -> None:
+    ep = box.endpoints
+    lines = [f"Branchline is running (config: {box.cfg.source}, data: {box.cfg.data_dir})",
+             f"  Agent console:  {ep.web_url}",
+             f"  SIP:            udp {ep.sip_udp or '-'} / tcp {ep.sip_tcp or '-'} (call sip:support@127.0.0.1:{ep.sip_udp or ep.sip_tcp})"]
+    demo = [a for a in box.cfg.agents if a.demo_password]
+    if demo:
+        lines.append("  Demo agents:    " + ", ".join(f"{a.id} / {a.demo_password}" for a in demo))
+    for line in lines:
+        log.info("%s", line)
+
+
+def serve(cfg) -> int:
+    import uvloop
+
+    from appliance.app import run_box
+
+    take_lock(cfg.data_dir)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_box(cfg, stop, on_ready=banner)
+
+    try:
+        uvloop.run(main())
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    cfg = load(args)
+    logging.basicConfig(level=cfg.log_level, format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    command = args.command or "serve"
+    if command == "serve":
+        return serve(cfg)
+    if command == "backup":
+        from appliance.storage import backup
+
+        path = backup(cfg.data_dir, args.output)
+        log.info("snapshot written to %s", path)
+        return 0
+    if command == "restore":
+        from appliance.storage import RestoreError, restore
+
+        try:
+            restore(args.snapshot, cfg.data_dir)
+        except RestoreError as exc:
+            print(f"branchline: {exc}", file=sys.stderr)
+            return 2
+        log.info("restored %s into %s", args.snapshot, cfg.data_dir)
+        return 0
+    if command == "tui":
+        from tui.__main__ import main as tui_main
+
+        return tui_main(cfg)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: real-peer launchers (Chromium), fixture generators."""
