@@ -141,21 +141,23 @@ class Box:
         return f"http://{host}:{port}/"
 
     async def _start_sip(self) -> tuple[int | None, int | None]:
-        from drivers.sip.line import SipLine
+        from drivers.sip.line import SipLine, SipLineConfig
 
         cfg = self.cfg
         assert self.calls is not None
         line = SipLine(
-            bind=cfg.sip.bind,
-            port=cfg.sip.port,
-            transports=cfg.sip.transports,
-            rtp_ports=(cfg.sip.rtp_port_min, cfg.sip.rtp_port_max),
-            sdp_address=cfg.sip.sdp_address or None,
-            handler=self.calls.handle_inbound,
+            SipLineConfig(
+                host=cfg.sip.bind,
+                port=cfg.sip.port,
+                advertised_ip=cfg.sip.sdp_address or None,
+                rtp_port_range=(cfg.sip.rtp_port_min, cfg.sip.rtp_port_max),
+                tcp="tcp" in cfg.sip.transports,
+            ),
+            self.calls.handle_inbound,
         )
         await line.start()
         self._lines.append(line)
-        return line.udp_port, line.tcp_port
+        return line.udp_port or None, line.tcp_port or None
 
     # --- stop -----------------------------------------------------------------------------------------
     async def stop(self) -> None:

@@ -140,8 +140,14 @@ def dtmf_pcm(
     return to_pcm(np.concatenate(parts)) if parts else b""
 
 
-def dtmf_frames(digits: str, **kwargs: float) -> list[bytes]:
+def dtmf_frames(
+    digits: str,
+    *,
+    tone_ms: int = TONE_MS,
+    gap_ms: int = GAP_MS,
+    level_dbfs: float = TONE_LEVEL_DBFS,
+) -> list[bytes]:
     """``dtmf_pcm`` cut into 320-byte frames (the tail padded with silence)."""
-    pcm = dtmf_pcm(digits, **kwargs)  # type: ignore[arg-type]
+    pcm = dtmf_pcm(digits, tone_ms=tone_ms, gap_ms=gap_ms, level_dbfs=level_dbfs)
     pcm += bytes(-len(pcm) % (BLOCK * 2))
     return [pcm[i: i + BLOCK * 2] for i in range(0, len(pcm), BLOCK * 2)]

@@ -24,6 +24,7 @@ The byte sink is pluggable (``sink_factory``): anything with ``write``, ``sync``
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import queue
@@ -50,7 +51,8 @@ OPEN_SUFFIX = ".open"  # marker file is "<recording>.wav.open"
 QUEUE_FRAMES = 250  # 5 s of stereo frames: rides out a slow disk (SD card fsync stalls of 1-2 s)
 SYNC_EVERY_FRAMES = 50  # fsync every 1 s of audio: bounds the loss on power cut to ~1 s
 WRITER_POLL_S = 0.25  # writer wakes this often to notice close() when the queue is full
-CLOSE_TIMEOUT_S = 10.0  # drain 5 s of queued audio + patch header + fsync on a slow SD card
+CLOSE_TIMEOUT_S = 8.0  # drain 5 s of queued audio + patch header + fsync on a slow SD card;
+# with the bridge's clock stop (2 s) this fits the call flow's 10 s finalise budget
 
 
 class ByteSink(Protocol):
@@ -192,7 +194,7 @@ class StereoWavRecorder:
     async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> RecorderStats:
         """Finish the file (drain, patch header, fsync, remove marker); bounded by ``timeout``."""
         self._request_close()
-        if not self._thread.is_alive() and not self._done.is_set() and self._thread.ident is None:
+        if self._thread.ident is None:
             self._done.set()  # never started: nothing to finalise
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
@@ -260,6 +262,8 @@ class StereoWavRecorder:
     def _open(self) -> ByteSink:
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():  # never overwrite (or mark open) an existing recording
+            raise FileExistsError(errno.EEXIST, "recording file already exists, not overwritten", str(self.path))
         marker_path(self.path).write_text(
             f"recording in progress since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
             f" pid {os.getpid()}\n",

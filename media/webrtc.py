@@ -171,6 +171,8 @@ class AgentMediaSession:
         self.connected = asyncio.Event()  # set once media can flow
         self.ended = asyncio.Event()  # set on failed/closed (the call should drop this leg)
         self._settled = asyncio.Event()  # connected or ended, whichever comes first
+        self.audio_received = asyncio.Event()  # first inbound audio frame decoded
+        self.video_received = asyncio.Event()  # first inbound video frame decoded (and discarded)
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("track", self._track_received)
 
@@ -179,6 +181,8 @@ class AgentMediaSession:
         """Answer a complete (non-trickle) offer; returns ``(answer_sdp, "answer")``."""
         if offer_type != "offer":
             raise SignallingError(f"{self.name}: expected an SDP offer, got type {offer_type!r}")
+        if self._closed:
+            raise SignallingError(f"{self.name}: session already closed")
         if self._answered:
             raise SignallingError(f"{self.name}: already answered (renegotiation is not supported)")
         if not offer_sdp.startswith("v=0"):
@@ -314,6 +318,7 @@ class AgentMediaSession:
                 continue
             for out in converted:
                 self._fifo.push(out.to_ndarray().tobytes())
+            self.audio_received.set()
             self._frames_received = (self._fifo.received_bytes - before) // FRAME_BYTES
 
     async def _consume_video(self, track: MediaStreamTrack) -> None:
@@ -323,4 +328,5 @@ class AgentMediaSession:
             except MediaStreamError:
                 return
             self._video_frames += 1
+            self.video_received.set()
 

@@ -2,7 +2,7 @@
 
 Layout (valid JSON, so `jq` still reads it)::
 
-    {"b2":"<32 hex>","len":0000012345,"tables":<body>}
+    {"b2":"<32 hex>","len":"0000012345","tables":<body>}
 
 ``body`` is the compact JSON of the TinyDB tables; ``b2`` is BLAKE2b-128 of exactly
 those bytes and ``len`` their count. The header has a fixed width, so a reader can
@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 _PREFIX = b'{"b2":"'
-_HEADER_LEN = len(_PREFIX) + 32 + len(b'","len":') + 10 + len(b',"tables":')
+_HEADER_LEN = len(_PREFIX) + 32 + len(b'","len":"') + 10 + len(b'","tables":')
 MAX_BODY = 9_999_999_999
 
 
@@ -32,7 +32,7 @@ def digest(body: bytes) -> str:
 
 def encode(tables: Any) -> bytes:
     body = json.dumps(tables, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return b'%s%s","len":%010d,"tables":%s}' % (_PREFIX, digest(body).encode(), len(body), body)
+    return b'%s%s","len":"%010d","tables":%s}' % (_PREFIX, digest(body).encode(), len(body), body)
 
 
 def read_header(head: bytes) -> tuple[str, int]:
@@ -40,8 +40,8 @@ def read_header(head: bytes) -> tuple[str, int]:
     if len(head) < _HEADER_LEN or not head.startswith(_PREFIX):
         raise CorruptFileError("bad or missing header")
     text = head[:_HEADER_LEN].decode("ascii", errors="replace")
-    hexdigest, length = text[7:39], text[47:57]
-    if text[39:47] != '","len":' or text[57:] != ',"tables":' or not length.isdigit():
+    hexdigest, length = text[7:39], text[48:58]
+    if text[39:48] != '","len":"' or text[58:] != '","tables":' or not length.isdigit():
         raise CorruptFileError("bad header")
     return hexdigest, int(length)
 

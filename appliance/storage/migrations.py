@@ -56,8 +56,19 @@ def check_version(version: int, where: str) -> None:
         )
 
 
-def detect_version(data_dir: Path) -> tuple[int, dict[str, Any] | None]:
-    meta = read_meta(data_dir)
+def detect_version(data_dir: Path, report: Callable[[str], None] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """The folder's schema version and meta. A corrupt meta file next to v2 shards is moved
+    aside (reported through ``report``) and the folder treated as v2: start-up never blocks."""
+    try:
+        meta = read_meta(data_dir)
+    except envelope.CorruptFileError as exc:
+        if not (data_dir / "shards").is_dir():
+            raise
+        aside = data_dir / f"{META_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        os.replace(data_dir / META_FILE, aside)
+        if report is not None:
+            report(f"{META_FILE} is corrupt ({exc}); moved aside to {aside.name}, assuming schema v{SCHEMA_VERSION}")
+        return SCHEMA_VERSION, None
     if meta is not None:
         return int(meta["schema_version"]), meta
     if (data_dir / LEGACY_V1_FILE).exists():

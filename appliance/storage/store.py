@@ -22,7 +22,7 @@ from appliance.records import CallRecord
 from appliance.storage import codec, customers
 from appliance.storage.engine import Engine
 from appliance.storage.ids import new_ulid
-from appliance.storage.migrations import detect_version, migrate
+from appliance.storage.migrations import check_version, detect_version, migrate
 from appliance.storage.models import (
     Alarm, AlarmKind, Channel, Conversation, Customer, Interaction, Message, SyncInfo, SyncState,
 )
@@ -101,9 +101,11 @@ class Store:
     def _start(self, verify_all: bool) -> None:
         t0 = time.monotonic()
         (self.data_dir / "recordings").mkdir(parents=True, exist_ok=True)
-        version, meta = detect_version(self.data_dir)
-        from appliance.storage.migrations import check_version
+        def meta_corrupt(message: str) -> None:
+            log.error("%s", message)
+            self._raise_alarm(Alarm(AlarmKind.CORRUPT_SHARD, "meta.json", message, time.time()))
 
+        version, meta = detect_version(self.data_dir, meta_corrupt)
         check_version(version, str(self.data_dir))
         now = time.time()
         recent = frozenset({period_of(now), period_of(now - 32 * 86400)})

@@ -46,6 +46,7 @@ class ModemProfile:
     dtmf_urc: str | None = "+DTMF:"  # None: no URC, use the in-band detector on the audio
     ussd_packed: bool = False
     pcm_frame_bytes: int = 320  # 8 kHz s16le, 20 ms
+    poll_clcc_when_dialing: bool = True  # no progress URCs: learn alerting/answer from +CLCC
 
 
 GENERIC = ModemProfile(key="generic", name="3GPP TS 27.007 modem", audio_start=AudioStart.NONE)
@@ -67,6 +68,7 @@ HUAWEI = replace(
     dtmf_send="AT^DTMF={call},{digit}",
     dtmf_urc=None,
     ussd_packed=True,
+    poll_clcc_when_dialing=False,
 )
 
 SIMCOM = replace(
@@ -83,6 +85,7 @@ SIMCOM = replace(
     has_audio_port=True,
     dtmf_send='AT+VTS="{digit}"',
     dtmf_urc="+RXDTMF:",
+    poll_clcc_when_dialing=False,
 )
 
 QUECTEL = replace(

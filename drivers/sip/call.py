@@ -81,6 +81,7 @@ class SipCall:
         contact: str,
         line_id: str,
         on_end: Callable[["SipCall"], None],
+        progress_status: int = 180,
     ) -> None:
         invite = txn.request
         self.call_id = uuid.uuid4().hex
@@ -101,6 +102,7 @@ class SipCall:
         self._local_ip = local_ip
         self._contact = contact
         self._on_end = on_end
+        self._progress_status = progress_status
         self._sdp_version = 1
         self._session_id = random.getrandbits(31)
         self._answer_sdp = b""
@@ -138,7 +140,8 @@ class SipCall:
         log.info("SIP call %s from %s ended: %s (rtp in=%d out=%d bad-src=%d bad-pt=%d malformed=%d dtmf=%d)",
                  self.call_id, self.caller.number, cause.value, s.received, s.sent,
                  s.dropped_source, s.dropped_pt, s.malformed, s.dtmf)
-        self._on_end(self)
+        if not self._bye_pending:  # else the dialog stays reachable until the ACK lets us send BYE
+            self._on_end(self)
 
     def _apply_media(self) -> None:
         neg = self._neg
@@ -167,8 +170,12 @@ class SipCall:
         if self.state is CallState.ENDED:
             raise CallGone(self.call_id)
         if self.state is CallState.RINGING:
-            self._txn.respond(183, to_tag=self.local_tag, extra=self._sdp_extra(), body=self._answer_sdp)
-            self._go(CallState.EARLY, "183 sent")
+            # Default 180 Ringing with SDP carries our ringback as early media. It is accepted by
+            # every UA (SIPp's built-in uac scenarios abort on an unexpected 183), and a phone that
+            # ignores early media in a 180 simply plays its own ringback. 183 is configurable.
+            status = self._progress_status
+            self._txn.respond(status, to_tag=self.local_tag, extra=self._sdp_extra(), body=self._answer_sdp)
+            self._go(CallState.EARLY, f"{status} with early media sent")
 
     async def answer(self) -> None:
         if self.state is CallState.ENDED:
@@ -220,11 +227,15 @@ class SipCall:
         if self._bye_pending:
             self._bye_pending = False
             self._send_bye()
+            self._on_end(self)
 
     def on_bye(self, txn: ServerTransaction) -> None:
         txn.respond(200)
         if self._retransmitter is not None:
             self._ua.ack_2xx(self._retransmitter)  # stop re-sending the 2xx
+        if self._bye_pending:  # we had hung up, waiting for the ACK: the caller was faster
+            self._bye_pending = False
+            self._on_end(self)
         self._end(HangupCause.CALLER_HUNG_UP)
 
     def on_reinvite(self, txn: ServerTransaction) -> None:
@@ -251,8 +262,10 @@ class SipCall:
     def _ack_timeout(self) -> None:
         log.warning("SIP call %s: no ACK for our 200 within 32 s; sending BYE", self.call_id)
         self._send_bye()
-        if self.state is not CallState.ENDED:
-            self._end(HangupCause.TIMEOUT)
+        if self._bye_pending:
+            self._bye_pending = False
+            self._on_end(self)
+        self._end(HangupCause.TIMEOUT)
 
     def _send_bye(self) -> None:
         invite = self._invite

@@ -39,6 +39,7 @@ class SipLineConfig:
     tcp: bool = True
     line_id: str = "sip"
     server_name: str = "Branchline"
+    progress_status: int = 180  # progress(): 180 Ringing+SDP (works with every UA) or 183 Session Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ class SipLine:
         return SipLineStatistics(len(self._calls), self._calls_total, rejected)
 
     async def start(self) -> None:
+        if self.config.progress_status not in (180, 183):
+            raise ValueError(f"progress_status must be 180 or 183, not {self.config.progress_status}")
         self._ua = UserAgent(self, server_name=self.config.server_name)
         self._transports = SipTransports(self.config.host, self.config.port, self._ua.on_message,
                                          tcp=self.config.tcp)
@@ -142,7 +145,7 @@ class SipLine:
                          port_range=cfg.rtp_port_range, latching=cfg.rtp_latching)
         call = SipCall(ua=self._ua, txn=txn, offer=offer, negotiated=negotiated, rtp=rtp,
                        local_ip=local_ip, contact=f"<sip:branchline@{host}:{port}{transport}>",
-                       line_id=cfg.line_id, on_end=self._call_ended)
+                       line_id=cfg.line_id, on_end=self._call_ended, progress_status=cfg.progress_status)
         self._calls[call.dialog_key] = call
         self._calls_total += 1
         log.info("SIP call %s: INVITE from %s (%s) to %s, %s", call.call_id, call.caller.number,

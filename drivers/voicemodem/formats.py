@@ -98,8 +98,15 @@ def parse_vsm_options(lines: list[str] | tuple[str, ...]) -> list[SampleFormat]:
     return formats
 
 
-def choose_format(formats: list[SampleFormat], preference: tuple[Encoding, ...]) -> tuple[SampleFormat, int]:
-    """(format, sample rate): the first preferred encoding at 8 kHz, else at its nearest rate."""
+def choose_format(formats: list[SampleFormat], preference: tuple[Encoding, ...],
+                  names: tuple[str, ...] = ()) -> tuple[SampleFormat, int]:
+    """(format, sample rate): the first preferred encoding at 8 kHz, else at its nearest rate.
+
+    Several codes can carry the same encoding (USR: 1 "UNSIGNED PCM" and 128 "8-BIT
+    LINEAR"); ``names`` (the profile's known-good format names) breaks such ties.
+    """
+    wanted = [n.upper() for n in names]
+    formats = sorted(formats, key=lambda f: wanted.index(f.name.upper()) if f.name.upper() in wanted else len(wanted))
     for encoding in preference:
         for fmt in formats:
             if fmt.encoding is encoding and fmt.supports(SAMPLE_RATE):

@@ -239,7 +239,7 @@ class VoiceModem:
         await ch.command(profile.voice_class)
         await self.ensure_caller_id()
         options = parse_vsm_options((await ch.command("AT+VSM=?")).lines)
-        self.format, self.rate = choose_format(options, profile.encodings)
+        self.format, self.rate = choose_format(options, profile.encodings, profile.format_names)
         await ch.command(f"AT+VSM={self.format.cml},{self.rate}")
         log.info("%s: voice format %d %r (%s) at %d Hz", self.name, self.format.cml, self.format.name,
                  self.format.encoding, self.rate)

@@ -25,6 +25,7 @@ class VoiceModemProfile:
     cid_query: str | None = "AT+VCID?"  # None: cannot ask, always (re)send cid_enable
     cid_extra: tuple[str, ...] = ()  # best-effort commands some firmware needs as well
     encodings: tuple[Encoding, ...] = (Encoding.LINEAR16, Encoding.ULAW, Encoding.ALAW, Encoding.UNSIGNED8)
+    format_names: tuple[str, ...] = ()  # known-good +VSM names, preferred among equal encodings
     silence_sensitivity: int = 128  # +VSD <sds>: USR/V.253 nominal 128, Conexant counts from 0
     full_duplex: bool = True  # +VTR supported; otherwise +VRX receive only
     off_hook: str = "AT+VLS=1"
@@ -53,6 +54,7 @@ USR_5637 = replace(
     ati0=("5601",),
     # callattendant runs AT+VSM=128,8000 on the 5637: the format known to work with it
     encodings=(Encoding.UNSIGNED8, Encoding.ULAW, Encoding.ALAW, Encoding.LINEAR16),
+    format_names=("8-BIT LINEAR",),
     full_duplex=False,
 )
 

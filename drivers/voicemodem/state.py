@@ -141,6 +141,7 @@ class LineMachine:
             raise InvalidTransition(f"{self.name}: {self.state} -> {new} ({why})")
         log.debug("%s: %s -> %s (%s)", self.name, self.state, new, why)
         self.state = new
+        self._offer_deadline = None  # only RINGING waits for caller ID, and it never re-enters itself
         if new is LineState.IDLE:
             self._reset_call()
         elif new in (LineState.VOICE, LineState.DIALING):
@@ -245,7 +246,7 @@ class LineMachine:
             abandon = self._abandon_at()
             if abandon is not None and now >= abandon:
                 rings = self._rings
-                self.transition(LineState.IDLE, f"no RING for {self._ring_abandon_s:.0f}s")
+                self.transition(LineState.IDLE, f"no RING for {self._ring_abandon_s:.1f}s")
                 out.append(CallAbandoned(rings))
         elif self.state is LineState.VOICE:
             if self._silence_deadline is not None and now >= self._silence_deadline:

@@ -134,7 +134,7 @@ async def test_caller_hanging_up_while_queued_is_recorded_as_abandoned(tmp_path:
         try:
             await agent.login()
             caller.send(caller.invite_bytes())
-            await caller.expect(183, "INVITE")
+            await caller.expect(180, "INVITE")
             await box.wait_for_log(r"call \S+ from \+441632960002 .* -> queue support")
             caller.send(caller.cancel_bytes())
             await caller.expect(200, "CANCEL")

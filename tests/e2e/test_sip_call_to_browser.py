@@ -52,12 +52,24 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def nonsilent_span_s(samples: np.ndarray, rate: int = 8000, threshold: float = 200.0) -> float:
+def carried_span_s(samples: np.ndarray, rate: int = 8000) -> float:
+    """Span of 20 ms windows holding audio from the peer.
+
+    G.711 never decodes to an exact 0 (A-law's quietest code is +-8), while the bridge
+    fills ticks without a frame with exact zeros; so non-zero windows are carried audio,
+    including the pcap's own quiet lead-in.
+    """
+    win = rate // 50
+    n = len(samples) // win
+    carried = np.flatnonzero(np.abs(samples[: n * win].reshape(n, win)).max(axis=1) > 0)
+    return 0.0 if carried.size == 0 else (carried[-1] - carried[0] + 1) * win / rate
+
+
+def loud_seconds(samples: np.ndarray, rate: int = 8000, threshold: float = 200.0) -> float:
     win = rate // 50
     n = len(samples) // win
     rms = np.sqrt(np.mean(samples[: n * win].reshape(n, win).astype(np.float64) ** 2, axis=1))
-    loud = np.flatnonzero(rms > threshold)
-    return 0.0 if loud.size == 0 else (loud[-1] - loud[0] + 1) * win / rate
+    return float(np.count_nonzero(rms > threshold) * win / rate)
 
 
 def peak_hz(samples: np.ndarray, rate: int = 8000) -> float:
@@ -121,6 +133,7 @@ async def test_sipp_call_answered_by_browser_agent_bridged_and_recorded(tmp_path
         frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
     assert abs(len(frames) / 8000 - rec.talk_s) < 1.0
     left, right = frames[:, 0], frames[:, 1]
-    assert abs(nonsilent_span_s(left) - PCAP_SECONDS) <= 0.3
+    assert abs(carried_span_s(left) - PCAP_SECONDS) <= 0.3
+    assert loud_seconds(left) > 5.0  # speech-level audio, not just idle codes
     assert abs(peak_hz(right) - AGENT_TONE_HZ) <= 20
     assert [p for p in rec_dir.rglob("*") if p.name.endswith(".open")] == []

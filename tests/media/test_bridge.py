@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import logging
 import time
 import wave
 from pathlib import Path
@@ -183,7 +182,7 @@ async def test_falling_behind_skips_ahead_instead_of_bursting() -> None:
         await customer.reached.wait()
     elapsed = time.monotonic() - t0
     stats = await bridge.stop()
-    assert 45 <= stats.skipped_ticks <= 55
+    assert 45 <= stats.skipped_ticks <= 60  # the 1 s jump is 50 ticks; a loaded box may add a few
     # no burst: the 10 frames still took ~8 real ticks (~0.16 s)
     assert elapsed >= 0.12
 

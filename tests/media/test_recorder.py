@@ -26,7 +26,7 @@ from media.recorder import (
     wav_header,
 )
 from media.tones import tone
-from tests.media.audio_asserts import peak_hz, samples
+from tests.media.audio_asserts import peak_hz
 
 REPO = Path(__file__).resolve().parents[2]
 CRASH_TIMEOUT_S = 20.0  # subprocess start (numpy/av import) + 3 s of audio on a busy box
@@ -258,3 +258,15 @@ async def test_close_without_start_is_harmless(tmp_path: Path) -> None:
     rec = StereoWavRecorder(tmp_path / "never.wav")
     stats = await rec.close(timeout=1.0)
     assert stats.frames_written == 0 and not (tmp_path / "never.wav").exists()
+
+
+async def test_existing_recording_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "taken.wav"
+    path.write_bytes(b"precious")
+    rec = StereoWavRecorder(path)
+    rec.start()
+    rec.write(SILENCE, SILENCE)
+    stats = await rec.close()
+    assert stats.failed is not None and "already exists" in stats.failed
+    assert path.read_bytes() == b"precious"
+    assert not marker_path(path).exists()

@@ -41,8 +41,9 @@ function gatheringDone(pc, ms) {
     });
   });
 }
-async function start() {
-  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+async function start(opts = {}) {
+  const video = opts.video ? {width: 320, height: 240, frameRate: 15} : false;
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: video});
   pc = new RTCPeerConnection({iceServers: [], bundlePolicy: 'max-bundle'});
   stream.getTracks().forEach(t => pc.addTrack(t, stream));
   pc.ontrack = e => {
@@ -173,6 +174,34 @@ async def test_chromium_agent_leg_both_directions(tmp_path: Path, loopback_ice: 
     left, right = data[0::2], data[1::2]
     assert peak_hz(left) == pytest.approx(440, abs=5)
     assert peak_hz(right[-8000:]) == pytest.approx(1000, abs=20)
+
+
+@pytest.mark.browser
+async def test_chromium_video_track_is_accepted_and_consumed(tmp_path: Path, loopback_ice: None) -> None:
+    session = AgentMediaSession("agent:video")
+    app = web.Application()
+    app[SESSION] = session
+    app.router.add_get("/", page_handler)
+    app.router.add_post("/offer", offer_handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with launch_chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.evaluate("start({video: true})")
+            await session.wait_connected(CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(MEDIA_TIMEOUT_S):
+                await session.video_received.wait()
+                await session.audio_received.wait()
+            await page.close()
+    finally:
+        await session.close()
+        await runner.cleanup()
+    assert session.statistics().video_frames >= 1
 
 
 async def test_answer_rejects_bad_offers() -> None:

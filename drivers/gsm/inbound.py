@@ -1,0 +1,107 @@
+"""``GsmCall``: one voice call on a modem, implementing ``appliance.lines.InboundCall``.
+
+Outgoing calls use the same object (``direction == "out"``). The modem session drives
+it (``_set_state``, ``_finish``); the appliance calls ``answer``/``hangup``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Callable
+
+from appliance.lines import CallerId, CallGone, HangupCause, LineKind
+from drivers.gsm.audio import ModemAudio
+from drivers.gsm.calls import CallState
+
+if TYPE_CHECKING:
+    from drivers.gsm.modem import GsmModem
+
+log = logging.getLogger(__name__)
+
+CONNECT_WAIT_S = 5.0  # after ATA's OK: SIMCom's VOICE CALL: BEGIN follows in ~0.4 s
+
+
+class GsmCall:
+    kind = LineKind.GSM
+
+    def __init__(self, modem: "GsmModem", caller: CallerId, *, direction: str = "in", called: str | None = None) -> None:
+        self.call_id = f"gsm-{uuid.uuid4().hex[:12]}"
+        self.line_id = modem.line_id
+        self.caller = caller
+        self.called = called
+        self.direction = direction
+        self.audio: ModemAudio = modem.audio
+        self.state = CallState.RINGING if direction == "in" else CallState.DIALING
+        self.history: list[CallState] = [self.state]
+        self.end_detail = ""
+        self.duration_s: int | None = None
+        self.needs_inband_dtmf = modem.profile.dtmf_urc is None  # Huawei: run media/dtmf on self.audio
+        self._modem = modem
+        self._changed = asyncio.Event()
+        self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
+        self._dtmf: list[Callable[[str], None]] = []
+
+    # ---- driven by the modem session ------------------------------------------------
+    def _set_state(self, state: CallState) -> None:
+        if state != self.state:
+            self.state = state
+            self.history.append(state)
+            self._changed.set()
+
+    def _finish(self, cause: HangupCause, detail: str, duration_s: int | None) -> None:
+        if self._ended.done():
+            return
+        self.end_detail, self.duration_s = detail, duration_s
+        self._set_state(CallState.IDLE)
+        self._ended.set_result(cause)
+        self._changed.set()
+        log.info("call %s on %s ended: %s (%s)", self.call_id, self.line_id, cause, detail)
+
+    def deliver_dtmf(self, digit: str) -> None:
+        """A DTMF digit from the modem's URC, or from an in-band detector running on ``audio``."""
+        for cb in list(self._dtmf):
+            try:
+                cb(digit)
+            except Exception:
+                log.exception("DTMF callback failed")
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.done()
+
+    async def wait_state(self, state: CallState, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while state not in self.history:
+                if self.ended and state is not CallState.IDLE:
+                    raise CallGone(f"call ended ({self.end_detail}) before reaching {state}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    # ---- InboundCall -----------------------------------------------------------------
+    async def progress(self) -> None:
+        """No-op: the mobile network plays ringback to the caller until we answer."""
+
+    async def answer(self) -> None:
+        if self.ended:
+            raise CallGone(self.end_detail)
+        await self._modem.answer()
+        try:
+            await self.wait_state(CallState.ACTIVE, CONNECT_WAIT_S)
+        except TimeoutError:
+            log.warning("call %s: modem answered but never reported the call connected", self.call_id)
+
+    async def hangup(self, cause: HangupCause) -> None:
+        if self.ended:
+            return
+        await self._modem.hangup(cause)
+
+    async def wait_ended(self) -> HangupCause:
+        return await asyncio.shield(self._ended)
+
+    def on_dtmf(self, callback: Callable[[str], None]) -> None:
+        self._dtmf.append(callback)
+
+    async def send_dtmf(self, digits: str) -> None:
+        for d in digits:
+            await self._modem.send_dtmf(d)

@@ -1,0 +1,95 @@
+"""A raw-socket SIP peer for tests: builds requests by hand and reads what the line sends."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from drivers.sip.message import SipRequest, SipResponse, parse_message
+
+RECV_TIMEOUT_S = 3.0  # loopback answers in ms; generous for a loaded CI box
+
+
+def offer_sdp(rtp_port: int, pts: str = "8 101", direction: str | None = None, ip: str = "127.0.0.1") -> str:
+    lines = ["v=0", f"o=peer 1 1 IN IP4 {ip}", "s=-", f"c=IN IP4 {ip}", "t=0 0",
+             f"m=audio {rtp_port} RTP/AVP {pts}", "a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000",
+             "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
+    if direction:
+        lines.append(f"a={direction}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+class _Proto(asyncio.DatagramProtocol):
+    def __init__(self, queue: asyncio.Queue) -> None:
+        self.queue = queue
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(data)
+
+
+class SipPeer:
+    """One UDP socket on 127.0.0.1 talking to the line at ``target``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=200)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.from_tag = secrets.token_hex(4)
+
+    async def open(self) -> "SipPeer":
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Proto(self.queue), local_addr=("127.0.0.1", 0))
+        self.port = self.transport.get_extra_info("sockname")[1]
+        return self
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, data: bytes | str) -> None:
+        self.transport.sendto(data.encode() if isinstance(data, str) else data, self.target)
+
+    async def recv_raw(self, timeout: float = RECV_TIMEOUT_S) -> bytes:
+        async with asyncio.timeout(timeout):
+            return await self.queue.get()
+
+    async def recv(self, timeout: float = RECV_TIMEOUT_S) -> SipRequest | SipResponse:
+        return parse_message(await self.recv_raw(timeout))
+
+    async def expect(self, status: int, timeout: float = RECV_TIMEOUT_S) -> SipResponse:
+        msg = await self.recv(timeout)
+        assert isinstance(msg, SipResponse), f"expected {status}, got request {msg.method}"
+        assert msg.status == status, f"expected {status}, got {msg.status} {msg.reason}"
+        return msg
+
+    def request(self, method: str, *, branch: str, call_id: str, cseq: int = 1, to_tag: str | None = None,
+                body: str = "", cseq_method: str | None = None, extra: tuple[str, ...] = (),
+                from_header: str | None = None, uri: str | None = None) -> str:
+        host, port = self.target
+        uri = uri or f"sip:100@{host}:{port}"
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
+            from_header or f"From: \"Test\" <sip:5551234@127.0.0.1:{self.port}>;tag={self.from_tag}",
+            f"To: <sip:100@{host}:{port}>" + (f";tag={to_tag}" if to_tag else ""),
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} {cseq_method or method}",
+            f"Contact: <sip:peer@127.0.0.1:{self.port}>",
+            "Max-Forwards: 70",
+            *extra,
+        ]
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body.encode())}")
+        return "\r\n".join(lines) + "\r\n\r\n" + body
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(8)
+
+
+def new_call_id() -> str:
+    return secrets.token_hex(8) + "@127.0.0.1"
