@@ -287,7 +287,7 @@ class StereoWavRecorder:
             if item is None:  # sentinel: write() refuses frames once closing, so none follow
                 break
             batch = [item]
-            while len(batch) < SYNC_EVERY_FRAMES:  # take what is already queued
+            while unsynced + len(batch) < SYNC_EVERY_FRAMES:  # what is queued, up to the sync point
                 try:
                     more = self._q.get_nowait()
                 except queue.Empty:

@@ -164,7 +164,8 @@ async def _verify(data: Path, acks_path: Path) -> TrialResult:
         await store.close()
 
 
-def run_trials(trials: int, data: Path, seed: int = 1, log=print) -> list[TrialResult]:
+def run_trials(trials: int, data: Path, seed: int = 1, log=print,
+               kill_after: tuple[float, float] = KILL_AFTER_S) -> list[TrialResult]:
     rnd = random.Random(seed)
     results = []
     for t in range(trials):
@@ -177,7 +178,7 @@ def run_trials(trials: int, data: Path, seed: int = 1, log=print) -> list[TrialR
             line = _readline_with_timeout(child, READY_TIMEOUT_S)
             if line.strip() != b"READY":
                 raise RuntimeError(f"writer did not start: {line!r}")
-            time.sleep(rnd.uniform(*KILL_AFTER_S))  # the random moment of the power cut
+            time.sleep(rnd.uniform(*kill_after))  # the random moment of the power cut
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()

@@ -47,6 +47,10 @@ class ModemAudio:
         if len(self._rx) >= FRAME_BYTES:
             self._readable.set()
 
+    def receive_only(self) -> None:
+        """The modem refused full duplex: what the bridge writes is dropped from now on."""
+        self._send = None
+
     def close(self) -> None:
         self.closed = True
         self._send = None

@@ -115,6 +115,7 @@ class AnalogLine:
         self._ops = asyncio.Lock()  # answer/hang-up/keepalive: one modem operation at a time
         self._tasks: set[asyncio.Task[None]] = set()
         self._up = asyncio.Event()
+        self._idle = asyncio.Event()  # initialised, no call, on hook
         self.runs = 0
 
     @property
@@ -131,6 +132,10 @@ class AnalogLine:
     async def wait_up(self) -> None:
         """Return once the modem is initialised and waiting for calls."""
         await self._up.wait()
+
+    async def wait_idle(self) -> None:
+        """Return once the line is up with no call on it and the modem back on hook."""
+        await self._idle.wait()
 
     async def _run_once(self) -> None:
         self.runs += 1
@@ -150,6 +155,7 @@ class AnalogLine:
             await modem.initialise()
             self._profile = modem.profile  # keep the detected profile across restarts
             self._up.set()
+            self._idle.set()
             log.info("%s: ready on %s", self.line_id, port)
             while True:
                 try:
@@ -160,6 +166,7 @@ class AnalogLine:
                     await self._keepalive(modem)
         finally:
             self._up.clear()
+            self._idle.clear()
             if self._call is not None:
                 self._call._end(HangupCause.LINE_LOST)
                 self._call = None
@@ -192,12 +199,15 @@ class AnalogLine:
             if call is not None:
                 call._end(HangupCause.CANCELLED)
                 self._call = None
+            if self._up.is_set():
+                self._idle.set()
         elif isinstance(event, Notice):
             log.info("%s: %s", self.line_id, event.text)
 
     def _offer(self, report: CallerIdReport | None) -> None:
         call = AnalogCall(self, report)
         self._call = call
+        self._idle.clear()
         log.info("%s: incoming call %s from %s (%s)", self.line_id, call.call_id,
                  call.caller.number or "-", call.caller.presentation)
         self._spawn(self._run_handler(call), f"handler-{call.call_id}")
@@ -263,3 +273,6 @@ class AnalogLine:
                 await asyncio.shield(release())
         except (TimeoutError, DriverError) as exc:
             log.warning("%s: hang-up not confirmed (%s)", self.line_id, exc or type(exc).__name__)
+        else:
+            if self._call is None and self._up.is_set():
+                self._idle.set()

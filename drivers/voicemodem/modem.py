@@ -290,6 +290,9 @@ class VoiceModem:
         assert self.format is not None
         self._converter = SampleConverter(self.format.encoding, self.rate)
         duplex = self._profile.full_duplex
+        # the leg exists before the command: audio may follow CONNECT in the same read
+        self.audio = ModemAudio(self._converter, send=self._write_audio if duplex else None,
+                                congested=self._congested, max_ms=self.settings.rx_buffer_ms)
         for cmd in (("AT+VTR", "AT+VRX") if duplex else ("AT+VRX",)):
             self.mode = PortMode.AWAIT_CONNECT
             self._pre.clear()
@@ -299,16 +302,13 @@ class VoiceModem:
                 self.mode = PortMode.COMMAND
                 if cmd == "AT+VTR":
                     log.warning("%s: full duplex refused (%s); receiving only", self.name, exc.final)
-                    duplex = False
+                    self.audio.receive_only()
                     continue
                 raise
             except BaseException:
                 self.mode = PortMode.COMMAND
                 raise
             break
-        send = self._write_audio if duplex else None
-        self.audio = ModemAudio(self._converter, send=send, congested=self._congested,
-                                max_ms=self.settings.rx_buffer_ms)
         return self.audio
 
     def _write_audio(self, data: bytes) -> None:

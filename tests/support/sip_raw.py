@@ -80,14 +80,25 @@ class RawCaller:
             + "Content-Length: 0\r\n\r\n"
         ).encode()
 
-    async def expect(self, status: int, method: str, timeout: float = 5.0) -> str:
-        """Wait for a response with this status and CSeq method; returns the whole message."""
+    async def expect(self, status: int, method: str | None, timeout: float = 5.0) -> str:
+        """Wait for a response with this status and CSeq method (None: any, or no CSeq)."""
         async with asyncio.timeout(timeout):
             while True:
                 msg = (await self.proto.queue.get()).decode(errors="replace")
                 m = re.match(r"SIP/2\.0 (\d{3})", msg)
-                cseq = re.search(r"(?im)^CSeq:\s*\d+\s+(\w+)", msg)
-                if m and int(m.group(1)) == status and cseq and cseq.group(1) == method:
+                cseq = re.search(r"(?im)^CSeq:\s*\S+\s+(\w+)", msg)
+                if m and int(m.group(1)) == status and (method is None or (cseq and cseq.group(1) == method)):
+                    return msg
+
+    async def expect_request(self, method: str, timeout: float = 10.0) -> str:
+        """Wait for a request of this method from the box; answers it 200 OK."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = (await self.proto.queue.get()).decode(errors="replace")
+                if msg.startswith(method + " "):
+                    head = msg.split("\r\n\r\n", 1)[0].split("\r\n")
+                    keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq", "v", "f", "t", "i")]
+                    self.send(("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n").encode())
                     return msg
 
 

@@ -97,8 +97,8 @@ async def test_transcript_36_answer_record_silence_busy_and_stop_handshake(sim_f
         assert in_order(sim.log, ("dle", "!"), ("sent", "end of voice data"), ("cmd", "AT+VLS=0"))
         assert sim.log.count(("dle", "!")) == 1
         async with asyncio.timeout(WAIT_S):
-            while line.modem.machine.state is not LineState.IDLE:
-                await asyncio.sleep(0)  # the on-hook reply is being processed
+            await line.wait_idle()
+        assert line.modem.machine.state is LineState.IDLE
         # the recording holds exactly the audio bytes, DLE codes stripped
         expected = b"\x80\x81\x7f\x80\x82\x7e" * 400 + b"\x80\x80\x80\x80" + b"\x80\x80" + b"\x80\x80"
         pcm = sim.converter().to_pcm(expected)

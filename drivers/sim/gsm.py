@@ -1,0 +1,301 @@
+"""A fake GSM/LTE modem on a pty, speaking each profile's bytes (modems.md Part C).
+
+Built on the same ``AtFramer`` as the driver. Behaviour model: echo on at power-up and
+after ``ATZ`` (the ``ATE0`` reply is still echoed), ``\\r\\n``-framed replies, vendor
+finals (Huawei ``COMMAND NOT SUPPORT``), SIM PIN and a SIM-busy window, SMS storage
+with ``+CMTI`` indices, PDU send with the ``> `` prompt, USSD, incoming/outgoing calls
+with each vendor's progress URCs, PCM audio on a second pty (320-byte frames every
+20 ms), Huawei ``^RSSI``/``^BOOT`` noise, garbage injection, and unplug/replug under
+new port names with the same IMEI.
+
+Tests drive it programmatically; ``script(command, chunks)`` makes the next reply to
+``command`` (or to a PDU typed after ``> ``) exactly the given byte chunks, which is
+how the transcripts in the shared cases are replayed byte for byte.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import wave
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from drivers.at.framer import AtFramer, Line
+from drivers.gsm import pdu as pdu_codec
+from drivers.gsm.profiles import PROFILES, ModemProfile
+from drivers.sim.gsm_model import ModemModel
+from drivers.sim.pty import PtyEndpoint
+
+log = logging.getLogger(__name__)
+
+FRAME_BYTES = 320  # 20 ms of 8 kHz s16le
+FRAME_S = 0.020
+NOISE_EVERY_S = 2.0  # Huawei ^RSSI/^BOOT period in the simulator (real modems: 2-10 s)
+
+
+@dataclass(slots=True)
+class SimIdentity:
+    imei: str = "356938035643809"
+    iccid: str = "89441000301234567890"
+    imsi: str = "234150999999999"
+    manufacturer: str = ""
+    model: str = ""
+
+
+class GsmSimulator:
+    def __init__(self, profile: ModemProfile | str = "generic", *, identity: SimIdentity | None = None,
+                 pin: str | None = None, storage: str = "SM", noise: bool = False) -> None:
+        self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        self.identity = identity or SimIdentity()
+        self.model = ModemModel(self, pin=pin, storage=storage)
+        self.framer = AtFramer()
+        self.at: PtyEndpoint | None = None
+        self.audio: PtyEndpoint | None = None
+        self.received: list[str] = []  # command lines and PDUs the host sent, in order
+        self.audio_received = bytearray()
+        self._scripts: list[tuple[str, list[bytes]]] = []
+        self._pdu_mode = False
+        self._pdu_buf = bytearray()
+        self._rx_event = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.noise = noise
+        self.pcm_source: bytes = b""
+        self.audio_streaming = False
+        self.frames_sent = 0
+
+    # ---- life cycle -----------------------------------------------------------------
+    def start(self) -> "GsmSimulator":
+        self.at = PtyEndpoint(self._on_bytes, name="gsm-sim-at")
+        if self.profile.has_audio_port:
+            self.audio = PtyEndpoint(self._on_audio, name="gsm-sim-audio")
+        self._spawn(self._noise_loop(), "noise")
+        return self
+
+    @property
+    def port(self) -> str:
+        assert self.at is not None
+        return self.at.port
+
+    @property
+    def audio_port(self) -> str | None:
+        return self.audio.port if self.audio else None
+
+    def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for ep in (self.at, self.audio):
+            if ep is not None:
+                ep.close()
+
+    def vanish(self) -> None:
+        """USB unplug: both ptys disappear; a call in progress is gone."""
+        self.audio_streaming = False
+        self.model.power_off()
+        for ep in (self.at, self.audio):
+            if ep is not None:
+                ep.close()
+
+    def replug(self) -> tuple[str, str | None]:
+        """USB re-enumeration: new pty names, fresh boot (echo on), same IMEI and SMS store."""
+        assert self.at is not None
+        self.model.power_on()
+        self.framer = AtFramer()
+        self._pdu_mode = False
+        self.at.reopen()
+        if self.audio is not None:
+            self.audio.reopen()
+        self.send(self.model.boot_urcs())
+        return self.port, self.audio_port
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"gsm-sim {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- bytes ------------------------------------------------------------------------
+    def send(self, data: bytes | list[bytes]) -> None:
+        if self.at is None:
+            return
+        for chunk in [data] if isinstance(data, bytes) else data:
+            self.at.write(chunk)
+
+    def urc(self, text: str) -> None:
+        self.send(f"\r\n{text}\r\n".encode())
+
+    def inject_garbage(self, data: bytes) -> None:
+        self.send(data)
+
+    def script(self, command: str, chunks: list[bytes]) -> None:
+        """The next time the host sends ``command`` (exact text), reply with exactly ``chunks``."""
+        self._scripts.append((command, list(chunks)))
+
+    def _on_bytes(self, data: bytes) -> None:
+        while data:
+            if self._pdu_mode:
+                cut = min((i for i in (data.find(b"\x1a"), data.find(b"\x1b")) if i >= 0), default=-1)
+                if cut < 0:
+                    self._pdu_buf += data
+                    return
+                self._pdu_buf += data[:cut]
+                text = self._pdu_buf.decode("ascii", "replace").strip()
+                self._pdu_mode, self._pdu_buf = False, bytearray()
+                aborted = data[cut] == 0x1B
+                data = data[cut + 1 :]
+                self._record(text)
+                if self.model.echo:
+                    self.send(text.encode() + b"\r\n")
+                if not self._scripted(text):
+                    self.send(self.model.pdu_entered(text, aborted))
+                continue
+            cut = data.find(b"\r")
+            chunk, data = (data, b"") if cut < 0 else (data[: cut + 1], data[cut + 1 :])
+            for item in self.framer.feed(chunk):
+                if isinstance(item, Line):
+                    self._command(item.text)
+
+    def _record(self, text: str) -> None:
+        self.received.append(text)
+        self._rx_event.set()
+
+    def _command(self, text: str) -> None:
+        self._record(text)
+        if self.model.echo:
+            self.send(text.encode() + b"\r")
+        if self._scripted(text):
+            return
+        reply = self.model.command(text)
+        self.send(reply)
+
+    def _scripted(self, text: str) -> bool:
+        for i, (cmd, chunks) in enumerate(self._scripts):
+            if cmd == text:
+                del self._scripts[i]
+                self.send(chunks)
+                if any(c.endswith(b"> ") or c.endswith(b">\r\n") for c in chunks):
+                    self._pdu_mode = True
+                self.model.after_script(text)
+                return True
+        return False
+
+    def enter_pdu_mode(self) -> None:
+        self._pdu_mode = True
+
+    async def wait_received(self, text: str, timeout: float = 3.0, *, count: int = 1) -> None:
+        """Wait until the host has sent ``text`` (a command or a PDU) ``count`` times."""
+        async with asyncio.timeout(timeout):
+            while self.received.count(text) < count:
+                self._rx_event.clear()
+                await self._rx_event.wait()
+
+    async def wait_matching(self, pattern: str, timeout: float = 3.0) -> str:
+        rx = re.compile(pattern)
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.received:
+                    if rx.fullmatch(line):
+                        return line
+                self._rx_event.clear()
+                await self._rx_event.wait()
+
+    # ---- audio ----------------------------------------------------------------------
+    def _on_audio(self, data: bytes) -> None:
+        if self.audio_streaming:
+            self.audio_received += data
+
+    def load_wav(self, path: str) -> None:
+        with wave.open(path, "rb") as w:
+            if (w.getframerate(), w.getsampwidth(), w.getnchannels()) != (8000, 2, 1):
+                raise ValueError("the simulator plays 8 kHz mono 16-bit WAV files")
+            self.pcm_source = w.readframes(w.getnframes())
+
+    def start_audio(self) -> None:
+        if self.audio is None or self.audio_streaming:
+            return
+        self.audio_streaming = True
+        self._spawn(self._audio_loop(), "audio")
+
+    def stop_audio(self) -> None:
+        self.audio_streaming = False
+
+    async def _audio_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
+        src = self.pcm_source or bytes(FRAME_BYTES)
+        while self.audio_streaming and self.audio is not None and self.audio.is_open:
+            off = (n * FRAME_BYTES) % max(len(src) - len(src) % FRAME_BYTES, FRAME_BYTES)
+            frame = src[off : off + FRAME_BYTES].ljust(FRAME_BYTES, b"\x00")
+            self.audio.write(frame)
+            self.frames_sent += 1
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * FRAME_S - loop.time()))  # pacing from start + index
+
+    async def _noise_loop(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(NOISE_EVERY_S)
+            if self.noise and self.profile.key == "huawei" and self.model.curc and self.model.powered:
+                n += 1
+                self.urc(f"^RSSI:{14 + n % 3}" if n % 3 else "^BOOT:35323129,0,0,0,26")
+
+    # ---- network-side actions --------------------------------------------------------
+    def place_call(self, number: str | None, *, validity: int = 0, rings: int = 1) -> None:
+        self.model.incoming_call(number, validity)
+        for _ in range(rings):
+            self.ring()
+
+    def ring(self) -> None:
+        self.send(self.model.ring_bytes())
+
+    def caller_hangs_up(self) -> None:
+        self.send(self.model.remote_hangup())
+
+    def remote_answers(self) -> None:
+        self.send(self.model.remote_answer())
+
+    def deliver_sms(self, hex_pdu: str, *, storage: str | None = None) -> int:
+        index = self.model.store(hex_pdu, storage)
+        self.urc(f'+CMTI: "{storage or self.model.storage}",{index}')
+        return index
+
+    def deliver_text(self, sender: str, text: str, when: datetime | None = None) -> int:
+        out = pdu_codec.encode_deliver(sender, text, when or datetime.now(timezone.utc))
+        return self.deliver_sms(out.hex)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m drivers.sim gsm", description="GSM modem simulator on a pty")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="generic")
+    ap.add_argument("--imei", default=SimIdentity.imei)
+    ap.add_argument("--pin", default=None, help="SIM PIN the driver must enter")
+    ap.add_argument("--wav", default=None, help="8 kHz mono 16-bit WAV played as the caller's audio")
+    ap.add_argument("--call", default=None, help="caller number for an incoming call")
+    ap.add_argument("--call-after", type=float, default=5.0)
+    ap.add_argument("--sms", default=None, help="text of an SMS delivered after --sms-after seconds")
+    ap.add_argument("--sms-from", default="+447700900123")
+    ap.add_argument("--sms-after", type=float, default=5.0)
+    ap.add_argument("--noise", action="store_true", help="emit Huawei ^RSSI/^BOOT noise")
+    args = ap.parse_args(argv)
+
+    async def run() -> None:
+        sim = GsmSimulator(args.profile, identity=SimIdentity(imei=args.imei), pin=args.pin, noise=args.noise).start()
+        if args.wav:
+            sim.load_wav(args.wav)
+        print(f"profile {sim.profile.key}: AT port {sim.port}" + (f", audio port {sim.audio_port}" if sim.audio_port else ""),
+              flush=True)
+        loop = asyncio.get_running_loop()
+        if args.call:
+            loop.call_later(args.call_after, sim.place_call, args.call)
+        if args.sms:
+            loop.call_later(args.sms_after, sim.deliver_text, args.sms_from, args.sms)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            sim.close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0

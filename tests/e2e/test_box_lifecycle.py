@@ -1,0 +1,93 @@
+"""The box as an operator meets it: it answers OPTIONS, survives bad SIP, and stops cleanly."""
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+from tests.e2e.test_queue_raw_sip import ConsoleAgent, stored_calls
+from tests.support.box import running_box
+from tests.support.sip_raw import RawCaller, to_tag
+
+
+def options_bytes(c: RawCaller) -> bytes:
+    return (
+        f"OPTIONS sip:support@127.0.0.1:{c.box_port} SIP/2.0\r\n"
+        + c._headers("OPTIONS", 1, "z9hG4bK-opt-" + c.tag)
+        + "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_box_answers_options_and_keeps_running_after_malformed_requests(tmp_path: Path) -> None:
+    async with running_box(tmp_path) as box:
+        c = await RawCaller(box.sip_udp).open()
+        try:
+            c.send(options_bytes(c))
+            ok = await c.expect(200, "OPTIONS")
+            assert "INVITE" in ok and "Allow:" in ok
+            bad_cseq = options_bytes(c).replace(b"CSeq: 1 OPTIONS", b"CSeq: abc OPTIONS")
+            c.send(bad_cseq)
+            assert "bad CSeq" in await c.expect(400, None)  # the CSeq cannot be echoed: it is the fault
+            bad_sdp = c.invite_bytes().replace(b"m=audio 40000 RTP/AVP 0 101", b"m=audio banana")
+            c.send(bad_sdp)
+            await c.expect(400, "INVITE")
+            c.send(b"\x00\xff garbage that is not SIP at all\r\n\r\n")
+            c.branch += "x"
+            c.send(options_bytes(c))
+            await c.expect(200, "OPTIONS")
+        finally:
+            c.close()
+        assert box.proc.returncode is None
+        assert not any("Traceback" in line for line in box.logs)
+
+
+async def test_retransmitted_invite_makes_one_call(tmp_path: Path) -> None:
+    async with running_box(tmp_path) as box:
+        agent = ConsoleAgent(box.web_url, "bob", "bob-pw")
+        c = await RawCaller(box.sip_udp).open()
+        try:
+            await agent.login()
+            invite = c.invite_bytes()
+            c.send(invite)
+            await c.expect(180, "INVITE")
+            c.send(invite)  # same branch: absorbed, the last response is repeated
+            await c.expect(180, "INVITE")
+            c.send(c.cancel_bytes())
+            await c.expect(200, "CANCEL")
+            c.send(c.ack_bytes(to_tag(await c.expect(487, "INVITE"))))
+            await box.wait_for_log(r"abandoned after")
+        finally:
+            c.close()
+            await agent.close()
+        assert await box.stop() == 0
+    assert sum("-> queue support" in line for line in box.logs) == 1
+    assert len(await stored_calls(box.data_dir)) == 1
+
+
+async def test_sigterm_ends_live_call_and_finalises_recording(tmp_path: Path) -> None:
+    async with running_box(tmp_path) as box:
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        c = await RawCaller(box.sip_udp).open()
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            await agent.send("available")
+            c.send(c.invite_bytes())
+            offer = await agent.next("offer")
+            await agent.send("answer", call_id=offer["call_id"])
+            ok = await c.expect(200, "INVITE")
+            c.send(c.ack_bytes(to_tag(ok)))
+            await agent.next("call", state="on_call")
+            assert await box.stop() == 0
+            bye = await c.expect_request("BYE")
+            assert "Call-ID: " + c.call_id in bye
+        finally:
+            c.close()
+            await agent.close()
+    assert any("shutting down" in line for line in box.logs)
+    calls = await stored_calls(box.data_dir)
+    assert len(calls) == 1 and calls[0].hangup_cause == "box shutting down"
+    wavs = list(box.data_dir.rglob("*.wav"))
+    assert len(wavs) == 1 and not list(box.data_dir.rglob("*.open"))
+    with wave.open(str(wavs[0])) as w:
+        assert w.getnchannels() == 2 and w.getnframes() > 0
+        assert w.getnframes() * 4 + 44 == wavs[0].stat().st_size
