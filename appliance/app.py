@@ -94,6 +94,7 @@ class Box:
             publish=acd_topic.publish,
         )
         self.calls = CallCenter(cfg, self.acd, self.store, self.hub.topic("calls"), self.sessions, self.agent_name)
+        await self.calls.prepare()
 
         web_url = await self._start_web()
         sip_udp, sip_tcp = await self._start_sip()

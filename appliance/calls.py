@@ -11,16 +11,18 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
+from appliance.acd.events import HistoryItem
 from appliance.acd.router import Acd, QueuedCall
 from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
 from appliance.config import BoxConfig, QueueConfig
 from appliance.hub import Topic
 from appliance.lines import CallGone, HangupCause, InboundCall
+from appliance.numbers import to_e164
 from appliance.records import CallOutcome, CallRecord
 from media.bridge import Bridge
-from media.call_audio import QueueAudio, SilentLeg
+from media.call_audio import QueueAudio, SilentLeg, load_hold_music
 from media.frames import LegAudio
 from media.recorder import StereoWavRecorder
 
@@ -29,12 +31,18 @@ log = logging.getLogger(__name__)
 ANSWER_TIMEOUT_S = 10.0  # the line must confirm our answer (SIP ACK, modem OK) within this
 HANGUP_TIMEOUT_S = 5.0  # a line that cannot confirm a hang-up within this is left to its driver
 BRIDGE_STOP_TIMEOUT_S = 10.0  # finalising the recorder (flush + fsync + header) must end by then
+CUSTOMER_LOOKUP_TIMEOUT_S = 2.0  # index lookups are in memory; a slow disk must not hold the call
+HISTORY_ITEMS = 5  # earlier contacts shown beside an offer
 
 
 class CallStore(Protocol):
     async def save_call(self, rec: CallRecord) -> str: ...
+    async def customer_by_phone(self, number: str) -> Any: ...
+    async def upsert_customer(self, customer_id: str | None = None, *, name: str | None = None, phones: tuple[str, ...] = ()) -> Any: ...
+    async def interactions_for_customer(self, customer_id: str, limit: int | None = None) -> list[Any]: ...
     def recordings_dir(self) -> Path: ...
     def recordings_allowed(self) -> bool: ...
+    def recording_sink_factory(self) -> Any: ...
 
 
 class AgentMediaDirectory(Protocol):
@@ -97,6 +105,13 @@ class CallCenter:
         self._tasks: set[asyncio.Task] = set()
         self._accepting = True
         self._stopping = asyncio.Event()
+        self._music: dict[str, bytes | None] = {}
+
+    async def prepare(self) -> None:
+        """Decode each queue's hold music once, off the event loop."""
+        loop = asyncio.get_running_loop()
+        for queue in self._cfg.queues:
+            self._music[queue.id] = await loop.run_in_executor(None, load_hold_music, queue)
 
     # --- what the console and the TUI use ---------------------------------------------------
     def live_calls(self) -> list[LiveCallSnapshot]:
@@ -166,10 +181,13 @@ class CallCenter:
         except CallGone:
             await self._finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CANCELLED, ended_at=time.time()))
             return
-        waiting_audio = Bridge(call.audio, QueueAudio(lc.queue, self._cfg), None)
+        waiting_audio = Bridge(call.audio, QueueAudio(lc.queue, self._music.get(lc.queue.id), self._cfg.country), None)
         waiting_audio.start()
         ended = asyncio.ensure_future(call.wait_ended())
-        qc = QueuedCall(call.call_id, lc.queue.id, call.caller, call.line_id, enqueued_at=time.time())
+        customer_id, customer_name, history = await self._customer(call)
+        rec = replace(rec, customer_id=customer_id)
+        qc = QueuedCall(call.call_id, lc.queue.id, call.caller, call.line_id, enqueued_at=time.time(),
+                        customer_id=customer_id, customer_name=customer_name, history=history)
         lc.queued = qc
         self._acd.enqueue(qc)
         rec = replace(rec, enqueued_at=qc.enqueued_at)
@@ -183,6 +201,24 @@ class CallCenter:
             await self._end_unanswered(lc, rec, ended)
             return
         await self._talk(lc, rec, agent_id, ended)
+
+    async def _customer(self, call: InboundCall) -> tuple[str | None, str | None, tuple[HistoryItem, ...]]:
+        """The caller's customer record (created on first contact) and their latest contacts."""
+        number = to_e164(call.caller.number, self._cfg.country)
+        if number is None:
+            return None, None, ()
+        try:
+            async with asyncio.timeout(CUSTOMER_LOOKUP_TIMEOUT_S):
+                customer = await self._store.customer_by_phone(number)
+                if customer is None:
+                    customer = await self._store.upsert_customer(name=call.caller.name, phones=(number,))
+                    return customer.customer_id, customer.name, ()
+                items = await self._store.interactions_for_customer(customer.customer_id, limit=HISTORY_ITEMS)
+        except TimeoutError:
+            log.warning("call %s: customer lookup took over %.0fs; offering without history", call.call_id, CUSTOMER_LOOKUP_TIMEOUT_S)
+            return None, None, ()
+        history = tuple(HistoryItem(i.kind, i.at, i.summary) for i in items)
+        return customer.customer_id, customer.name, history
 
     async def _wait_for_agent(self, lc: _LiveCall, qc: QueuedCall, ended: asyncio.Future) -> str | None:
         acd_cfg = self._cfg.acd
@@ -308,7 +344,7 @@ class CallCenter:
         path = self._store.recordings_dir() / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            recorder = StereoWavRecorder(path)
+            recorder = StereoWavRecorder(path, sink_factory=self._store.recording_sink_factory())
         except OSError as exc:
             log.warning("call %s is not recorded: cannot create %s (%s)", lc.call.call_id, path, exc.strerror or exc)
             return None

@@ -83,6 +83,7 @@ class SimulatorConfig:
 class BoxConfig:
     data_dir: Path = Path("var")
     branch: str = "box"
+    country: str = ""  # ISO 3166 region for national numbers ("GB", "US"); empty = only +E.164
     log_level: str = "INFO"
     sip: SipConfig = SipConfig()
     web: WebConfig = WebConfig()
@@ -198,6 +199,7 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     return BoxConfig(
         data_dir=Path(str(box.get("data_dir", "var"))),
         branch=str(box.get("branch", "box")),
+        country=str(box.get("country", "")).upper(),
         log_level=str(box.get("log_level", "INFO")).upper(),
         sip=sip,
         web=web,

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from appliance.config import BoxConfig, QueueConfig
+from appliance.config import QueueConfig
 from media.frames import FRAME_S, SILENCE
-from media.tones import AudioFileError, FrameSource, HoldMusic, WavPlayer, ringback
+from media.tones import AudioFileError, FrameSource, HoldMusic, PcmLoop, decode_to_internal, ringback
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,19 @@ class SilentLeg:
 
 
 class QueueAudio:
-    """Ringback for the queue's ``ringback_s``, then hold music, looped."""
+    """Ringback for the queue's ``ringback_s``, then hold music, looped.
 
-    def __init__(self, queue: QueueConfig, cfg: BoxConfig) -> None:
-        self._ringback = ringback()
+    ``music_pcm`` is the queue's hold music already decoded to the internal format
+    (``load_hold_music``, run off the event loop at start-up); None plays the built-in tune.
+    """
+
+    def __init__(self, queue: QueueConfig, music_pcm: bytes | None = None, country: str = "eu") -> None:
+        try:
+            self._ringback = ringback(country or "eu")
+        except ValueError:
+            self._ringback = ringback("eu")
         self._ringback_frames = int(queue.ringback_s / FRAME_S)
-        self._music = _hold_music(queue)
+        self._music: FrameSource = PcmLoop(music_pcm) if music_pcm else HoldMusic()
         self._frames = 0
 
     def read_frame_nowait(self) -> bytes | None:
@@ -52,10 +59,13 @@ class QueueAudio:
         return None
 
 
-def _hold_music(queue: QueueConfig) -> FrameSource:
-    if queue.hold_music:
-        try:
-            return WavPlayer(queue.hold_music, loop=True)
-        except AudioFileError as exc:
-            log.warning("queue %s: hold music %s cannot be played (%s); using the built-in tune", queue.id, queue.hold_music, exc)
-    return HoldMusic()
+def load_hold_music(queue: QueueConfig) -> bytes | None:
+    """Decode the queue's hold-music file (blocking: call it in an executor). None: built-in tune."""
+    if not queue.hold_music:
+        return None
+    try:
+        pcm = decode_to_internal(queue.hold_music)
+    except AudioFileError as exc:
+        log.warning("queue %s: hold music %s cannot be played (%s); using the built-in tune", queue.id, queue.hold_music, exc)
+        return None
+    return pcm or None

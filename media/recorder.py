@@ -325,11 +325,12 @@ class StereoWavRecorder:
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = f"{type(exc).__name__}: {exc}"
+        marker = marker_path(self.path)
         log.error(
             "recording %s stopped after %.1f s: %s. The call continues without recording; "
-            "check free space and the disk (marker %s left for repair)",
+            "check free space and the disk%s",
             self.path.name, self._frames_written * FRAME_S, self._failed,
-            marker_path(self.path).name,
+            f" (marker {marker.name} left for repair)" if marker.exists() else "",
         )
         while True:  # discard what is queued so memory is released
             try:

@@ -12,6 +12,15 @@ class AgentChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One earlier contact with the caller, shown beside an offer."""
+
+    kind: str  # "call" | "sms" | "chat"
+    at: float
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class OfferMade:
     call_id: str
     agent_id: str
@@ -22,6 +31,9 @@ class OfferMade:
     enqueued_at: float
     offered_at: float
     ring_timeout_s: float
+    customer_id: str | None = None
+    customer_name: str | None = None
+    history: tuple[HistoryItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

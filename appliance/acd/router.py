@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from appliance.acd.agent import Agent, AgentSnapshot, AgentState, InvalidTransition
-from appliance.acd.events import AcdEvent, AgentChanged, OfferEnded, OfferMade, QueueChanged
+from appliance.acd.events import AcdEvent, AgentChanged, HistoryItem, OfferEnded, OfferMade, QueueChanged
 from appliance.lines import CallerId
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ class QueuedCall:
     first_offered_at: float | None = None
     offers: list[str] = field(default_factory=list)
     declined: set[str] = field(default_factory=set)
+    customer_id: str | None = None
+    customer_name: str | None = None
+    history: tuple[HistoryItem, ...] = ()
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -253,6 +256,9 @@ class Acd:
                 enqueued_at=call.enqueued_at,
                 offered_at=now,
                 ring_timeout_s=self.ring_timeout_s,
+                customer_id=call.customer_id,
+                customer_name=call.customer_name,
+                history=call.history,
             )
         )
 

@@ -53,6 +53,9 @@ class ShardStorage(Storage):
         self._tables: dict[str, Any] | None = None
         self.dirty = False
         self.disk_digest: str | None = None  # digest of the body last read or written
+        # serialised documents by table and doc id, reused while the document object is unchanged:
+        # a commit serialises only the documents it touched (TinyDB keeps untouched dicts as they are)
+        self._frags: dict[str, dict[str, tuple[Any, bytes]]] = {}
 
     def read(self) -> dict[str, Any] | None:
         if self._tables is None:
@@ -68,16 +71,38 @@ class ShardStorage(Storage):
         self._tables = data
         self.dirty = True
 
+    def invalidate(self, table: str, doc_id: int) -> None:
+        """A document was changed in place (TinyDB ``update``): serialise it again."""
+        self._frags.get(table, {}).pop(str(doc_id), None)
+
+    def _body(self) -> bytes:
+        assert self._tables is not None
+        parts = []
+        for name, table in self._tables.items():
+            cache = self._frags.setdefault(name, {})
+            docs = []
+            for doc_id, doc in table.items():
+                hit = cache.get(doc_id)
+                if hit is None or hit[0] is not doc:
+                    hit = (doc, envelope.dumps(doc))
+                    cache[doc_id] = hit
+                docs.append(b'"%s":%s' % (doc_id.encode(), hit[1]))
+            for gone in cache.keys() - table.keys():
+                del cache[gone]
+            parts.append(b"%s:{%s}" % (envelope.dumps(name), b",".join(docs)))
+        return b"{%s}" % b",".join(parts)
+
     def flush(self, *, sync_dir: bool) -> None:
         if not self.dirty or self._tables is None:
             return
-        raw = envelope.encode(self._tables)
+        raw = envelope.wrap(self._body())
         write_atomic(self.path, raw, sync_dir=sync_dir)
         self.disk_digest = envelope.read_header(raw)[0]
         self.dirty = False
 
     def discard(self) -> None:
         self._tables = None
+        self._frags.clear()
         self.dirty = False
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ class Engine:
         self.shards = ShardSet(shards_dir, cap=cap)
         self.index = Index()
         self._report = report
+        self._stale_sidecars: dict[int, str] = {}  # shard no -> digest its sidecar must be written for
 
     # ---- start-up ----
     def load(self, *, verify_all: bool = False, recent_periods: frozenset[str] = frozenset()) -> None:
@@ -91,8 +92,20 @@ class Engine:
             raise
         self.index.commit()
         for no, d in digests.items():
-            table = self.shards.table(no)
-            write_sidecar(self.shards.path(no), d, self._entries(self.shards.name(no).kind, table._read_table()))
+            self._stale_sidecars[no] = d
+            if self.shards.count(no) >= self.shards.cap:  # a full shard rarely changes again: index it now
+                self.write_sidecar(no)
+
+    def write_sidecar(self, no: int) -> None:
+        """Sidecars of shards still being filled are written at close (or rebuilt at start)."""
+        d = self._stale_sidecars.pop(no, None)
+        if d is not None and self.shards.is_open(no):
+            raw_table = self.shards.table(no)._read_table()
+            write_sidecar(self.shards.path(no), d, self._entries(self.shards.name(no).kind, raw_table))
+
+    def write_sidecars(self) -> None:
+        for no in list(self._stale_sidecars):
+            self.write_sidecar(no)
 
     def rollback(self) -> None:
         dirty = self.shards.dirty()
@@ -135,7 +148,8 @@ class Engine:
             doc.update(_key=key, _msg_id=old["_msg_id"], _at=old["_at"], _rev=old.get("_rev", 0) + 1)
             doc["_sync"] = {"state": SyncState.PENDING.value, "attempts": 0, "next_at": 0.0}
             doc_id = unpack(loc)[1]
-            table.upsert(Document(doc, doc_id=doc_id))
+            table.remove(doc_ids=[doc_id])  # replace, not merge: fields dropped by the caller go
+            table.insert(Document(doc, doc_id=doc_id))
             self.index.remove(kind, codec.index_entry(kind, doc_id, old))
             self.index.add(kind, no, codec.index_entry(kind, doc_id, doc))
             return doc["_msg_id"]
@@ -158,6 +172,7 @@ class Engine:
         if old is None:
             return False
         table.update(fields, doc_ids=[unpack(loc)[1]])
+        self.shards.storage(no).invalidate(self.shards.name(no).kind, unpack(loc)[1])
         return True
 
     def remove(self, kind: str, key: str) -> bool:

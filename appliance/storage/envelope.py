@@ -30,9 +30,17 @@ def digest(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def encode(tables: Any) -> bytes:
-    body = json.dumps(tables, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def wrap(body: bytes) -> bytes:
+    """The envelope around an already serialised JSON body."""
     return b'%s%s","len":"%010d","tables":%s}' % (_PREFIX, digest(body).encode(), len(body), body)
+
+
+def encode(tables: Any) -> bytes:
+    return wrap(dumps(tables))
 
 
 def read_header(head: bytes) -> tuple[str, int]:

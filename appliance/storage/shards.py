@@ -142,6 +142,12 @@ class ShardSet:
             return self.register(ShardName(kind, period, latest.seq + 1), 0)
         return self.register(ShardName(kind, period, 0), 0)
 
+    def count(self, no: int) -> int:
+        return self._counts.get(no, 0)
+
+    def is_open(self, no: int) -> bool:
+        return no in self._open
+
     def adjust_count(self, no: int, delta: int) -> None:
         self._counts[no] = self._counts.get(no, 0) + delta
 

@@ -126,6 +126,10 @@ class Store:
             except TimeoutError:
                 log.warning("store writer did not drain within %.0f s; stopping it", CLOSE_TIMEOUT_S)
                 self._writer.cancel()
+        try:
+            await self._call(self.engine.write_sidecars, timeout=CLOSE_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:  # they are rebuilt from the shards at the next start
+            log.warning("could not write index sidecars at close: %s", exc)
         self._io.shutdown(wait=True)
 
     # ---- plumbing ----

@@ -164,6 +164,9 @@ def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
             "enqueued_at": event.enqueued_at,
             "waited_s": round(event.offered_at - event.enqueued_at, 1),
             "ring_timeout_s": event.ring_timeout_s,
+            "customer_id": event.customer_id,
+            "customer_name": event.customer_name,
+            "history": [{"kind": h.kind, "at": h.at, "summary": h.summary} for h in event.history],
         }
     if isinstance(event, OfferEnded) and event.agent_id == agent_id:
         return {"type": "offer_ended", "call_id": event.call_id, "reason": event.reason}

@@ -9,6 +9,7 @@ fault) frames are dropped and counted.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from drivers.at.errors import PortLost
@@ -29,6 +30,7 @@ class ModemAudio:
         self.frames_out = 0
         self.dropped_out = 0
         self._warned = False
+        self.arrived = asyncio.Event()  # set whenever call audio arrives (for owners that wait, not poll)
 
     def attach(self, link: SerialLink | None) -> None:
         self._link = link
@@ -36,6 +38,7 @@ class ModemAudio:
     def on_data(self, data: bytes) -> None:
         if self.enabled:
             self._fifo.push(data)
+            self.arrived.set()
 
     def enable(self) -> None:
         self._fifo = PcmFifo(max_ms=AUDIO_JITTER_MS)

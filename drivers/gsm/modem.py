@@ -127,7 +127,7 @@ class GsmModem:
         self.identity = ident
         self.line_id = f"gsm:{ident.imei}"
         self.sms.line_id = self.line_id
-        self.sms.storage = await setup.configure(ch, self.profile)
+        self.sms.storage = await setup.configure(ch, self.profile, self.pin)
         self.voice_ok = await setup.voice_supported(ch, self.profile)
         op = await setup.operator(ch)
         rssi = await setup.signal(ch)

@@ -44,6 +44,7 @@ class ModemProfile:
     has_audio_port: bool = False
     dtmf_send: str = "AT+VTS={digit}"
     dtmf_urc: str | None = "+DTMF:"  # None: no URC, use the in-band detector on the audio
+    dtmf_detect_on: tuple[str, ...] = ()  # e.g. SIM800 AT+DDET=1,0,1,1 (best effort at bring-up)
     ussd_packed: bool = False
     pcm_frame_bytes: int = 320  # 8 kHz s16le, 20 ms
     poll_clcc_when_dialing: bool = True  # no progress URCs: learn alerting/answer from +CLCC

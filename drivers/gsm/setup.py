@@ -55,7 +55,6 @@ async def reset_echo(ch: AtChannel, *, factory_reset: bool = False) -> None:
         except AtError:
             await ch.command("ATZ")  # some Qualcomm firmware answers ERROR the first time
     await ch.command("ATE0")
-    ch.echo_expected = False
     await ch.command("AT+CMEE=1")
 
 
@@ -114,6 +113,18 @@ async def unlock_sim(ch: AtChannel, pin: str | None) -> None:
     raise FatalDriverError(f"SIM not usable: +CPIN: {state}")
 
 
+async def run_or_unlock(ch: AtChannel, command: str, pin: str | None) -> Response:
+    """Run ``command``; if the SIM wants its PIN (``+CME ERROR: 11``) unlock once and retry."""
+    try:
+        return await retry_sim_busy(ch, command)
+    except CmeError as exc:
+        if exc.code != 11:
+            raise
+        log.info("%s: %s needs the SIM PIN", ch.name, command)
+    await unlock_sim(ch, pin)
+    return await retry_sim_busy(ch, command)
+
+
 async def identify(ch: AtChannel, profile: ModemProfile) -> Identity:
     async def value(cmd: str, prefix: str | None = None) -> str | None:
         try:
@@ -146,9 +157,9 @@ async def best_effort(ch: AtChannel, *commands: str) -> None:
             log.info("%s: %s not accepted (%s); continuing", ch.name, cmd, exc.final)
 
 
-async def configure(ch: AtChannel, profile: ModemProfile) -> str | None:
+async def configure(ch: AtChannel, profile: ModemProfile, pin: str | None = None) -> str | None:
     """SMS PDU mode, notifications, caller ID, registration URCs. Returns <mem1>."""
-    await retry_sim_busy(ch, "AT+CMGF=0")
+    await run_or_unlock(ch, "AT+CMGF=0", pin)
     storage = None
     try:
         r = await retry_sim_busy(ch, "AT+CPMS?")
@@ -157,7 +168,7 @@ async def configure(ch: AtChannel, profile: ModemProfile) -> str | None:
     except AtError as exc:
         log.info("%s: AT+CPMS? not accepted (%s)", ch.name, exc.final)
     await best_effort(ch, "AT+CNMI=2,1,0,2,0", "AT+CLIP=1", "AT+CRC=1", "AT+CVHU=0", "AT+CREG=2",
-                      *profile.vendor_init)
+                      *profile.vendor_init, *profile.dtmf_detect_on)
     return storage
 
 

@@ -172,9 +172,12 @@ class SmsService:
         self._emit(SmsStatus(self.line_id, rep.mr, rep.recipient, rep.status, rep.outcome, rep.discharge, message_id))
 
     # ---- sending -----------------------------------------------------------------
-    async def send(self, destination: str, text: str, *, status_report: bool = True) -> SmsSent:
+    async def send(self, destination: str, text: str, *, status_report: bool = True, smsc: str | None = None,
+                   validity: int = 0xAA) -> SmsSent:
+        """Send ``text`` (split/UCS-2 as needed). Raises SmsSendError after reporting SmsSendFailed."""
         message_id = uuid.uuid4().hex
-        parts = pdu.encode_submit(destination, text, ref=next(self._ref) & 0xFF, status_report=status_report)
+        parts = pdu.encode_submit(destination, text, ref=next(self._ref) & 0xFF, status_report=status_report,
+                                  smsc=smsc, validity=validity)
         refs: list[int] = []
         for n, part in enumerate(parts, 1):
             for attempt in range(1, SEND_ATTEMPTS + 1):

@@ -180,6 +180,9 @@ class AnalogModemSim:
     # ---- observation -------------------------------------------------------------------
     def _note(self, kind: str, text: str) -> None:
         self.log.append((kind, text))
+        self._pulse()
+
+    def _pulse(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -211,8 +214,7 @@ class AnalogModemSim:
                 elif self.mode in (SimMode.VTX, SimMode.VTR):
                     room = MAX_RECEIVED_AUDIO - len(self.received_audio)
                     self.received_audio += item.data[: max(room, 0)]
-                    self._changed.set()
-                    self._changed = asyncio.Event()
+                    self._pulse()
             data = self._decoder.take_rest()
 
     def _on_host_dle(self, event: DleEvent) -> None:
@@ -366,6 +368,7 @@ class AnalogModemSim:
             data = conv.from_pcm(chunk)
             self.sent_audio += data
             self.send_raw(shield(data))
+            self._pulse()
             index += 1
             await asyncio.sleep(max(0.0, start + index * FRAME_S - loop.time()))  # the modem's sample clock
 

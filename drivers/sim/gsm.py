@@ -144,9 +144,9 @@ class GsmSimulator:
                 aborted = data[cut] == 0x1B
                 data = data[cut + 1 :]
                 self._record(text)
-                if self.model.echo:
-                    self.send(text.encode() + b"\r\n")
                 if not self._scripted(text):
+                    if self.model.echo:
+                        self.send(text.encode() + b"\r\n")
                     self.send(self.model.pdu_entered(text, aborted))
                 continue
             cut = data.find(b"\r")
@@ -161,10 +161,10 @@ class GsmSimulator:
 
     def _command(self, text: str) -> None:
         self._record(text)
+        if self._scripted(text):  # scripted replies carry their own echo bytes, as captured
+            return
         if self.model.echo:
             self.send(text.encode() + b"\r")
-        if self._scripted(text):
-            return
         reply = self.model.command(text)
         self.send(reply)
 

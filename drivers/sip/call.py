@@ -194,9 +194,11 @@ class SipCall:
         if self.state in (CallState.RINGING, CallState.EARLY):
             status = REJECT_STATUS.get(cause, DEFAULT_REJECT_STATUS)
             self._txn.respond(status, to_tag=self.local_tag)
-        elif self.state is CallState.ANSWERED:
+        elif self.state is CallState.ANSWERED and cause is not HangupCause.SHUTDOWN:
             self._bye_pending = True  # §15: no BYE before the ACK (or its timeout)
-        else:
+        else:  # confirmed, or shutting down (the box will not wait 32 s for an ACK)
+            if self._retransmitter is not None:
+                self._ua.ack_2xx(self._retransmitter)
             self._send_bye()
         self._end(cause)
 

@@ -109,10 +109,12 @@ class SipLine:
                 log.warning("SIP line: call task %s did not stop in %.1fs", task.get_name(), STOP_HANDLER_WAIT_S)
         ua = self._ua
         if ua is not None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + STOP_BYE_WAIT_S
-            while ua.pending_client_transactions() and loop.time() < deadline:
-                await asyncio.sleep(0.02)  # polling our own table; bounded by STOP_BYE_WAIT_S
+            try:
+                async with asyncio.timeout(STOP_BYE_WAIT_S):
+                    await ua.wait_client_idle()
+            except TimeoutError:
+                log.warning("SIP line: %d BYE(s) unanswered after %.1fs", ua.pending_client_transactions(),
+                            STOP_BYE_WAIT_S)
             ua.close()
         if self._transports is not None:
             await self._transports.close()

@@ -43,6 +43,7 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 ACCEPT = "application/sdp"
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we implement no option tags yet (no 100rel, timer)
 DIALOG_METHODS = frozenset({"INVITE", "BYE"})
+REJECT_LOG_INTERVAL_S = 10.0  # at most one WARNING per this interval for unparseable messages
 
 
 def new_tag() -> str:
@@ -112,6 +113,9 @@ class UserAgent:
         self._client: dict[tuple, _Running] = {}
         self._others: set[_Running] = set()
         self._loop = asyncio.get_running_loop()
+        self._client_idle = asyncio.Event()
+        self._client_idle.set()
+        self._last_reject_log = -REJECT_LOG_INTERVAL_S
         self.rejected = 0  # requests refused by the parser
 
     def now(self) -> float:
@@ -147,6 +151,8 @@ class UserAgent:
         if entry.table is not None and entry.table.get(entry.key) is entry:
             del entry.table[entry.key]
         self._others.discard(entry)
+        if not self._client:
+            self._client_idle.set()
 
     def close(self) -> None:
         """Cancel every timer and forget every transaction (the line is stopping)."""
@@ -155,6 +161,10 @@ class UserAgent:
 
     def pending_client_transactions(self) -> int:
         return len(self._client)
+
+    async def wait_client_idle(self) -> None:
+        """Return once no client transaction (BYE) is waiting for its answer."""
+        await self._client_idle.wait()
 
     # ---- outgoing -------------------------------------------------------------
     def send_request(self, data: bytes, branch: str, method: str, conn: Connection,
@@ -167,6 +177,7 @@ class UserAgent:
             entry.on_deliver = lambda r: on_final(r.status) if r.status >= 200 else None
             entry.on_timeout = lambda _t: on_final(408)
         self._client[key] = entry
+        self._client_idle.clear()
         self.run(entry, core.start(self.now()))
 
     def start_2xx(self, data: bytes, conn: Connection, on_timeout: Callable[[], None]) -> _Running:
@@ -192,8 +203,12 @@ class UserAgent:
             answer = error_response(err, new_tag(), self.server_name)
             if err.method == "ACK":
                 answer = None  # never answer an ACK (§17.2.1)
-            log.warning("SIP %r: %s %s: %s", conn, "refused" if answer else "dropped",
-                        err.method or "message", err)
+            now = self.now()
+            level = logging.DEBUG
+            if now - self._last_reject_log >= REJECT_LOG_INTERVAL_S:  # scanners must not flood the log
+                level, self._last_reject_log = logging.WARNING, now
+            log.log(level, "SIP %r: %s %s: %s (%d refused so far)", conn, "refused" if answer else "dropped",
+                    err.method or "message", err, self.rejected)
             if answer is not None:
                 conn.send(answer)
             return
@@ -246,12 +261,16 @@ class UserAgent:
         if method == "OPTIONS":
             txn.respond(200, to_tag=new_tag(), extra=(("Allow", ALLOW), ("Accept", ACCEPT)))
         elif method in DIALOG_METHODS:
-            if request.to_addr.tag is None:
-                if method == "INVITE":
+            if request.to_addr.tag is None and method != "INVITE":
+                txn.respond(481, to_tag=new_tag())
+                return
+            try:
+                if request.to_addr.tag is None:
                     self.tu.on_invite(request, txn)
                 else:
-                    txn.respond(481, to_tag=new_tag())
-            else:
-                self.tu.on_in_dialog(request, txn)
+                    self.tu.on_in_dialog(request, txn)
+            except Exception:  # a bug in the TU: answer 500 rather than leave the peer retrying
+                log.exception("SIP: error handling %s %s", method, request.call_id)
+                txn.respond(500, to_tag=new_tag())
         else:
             txn.respond(501, to_tag=new_tag(), extra=(("Allow", ALLOW),))

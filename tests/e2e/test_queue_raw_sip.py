@@ -152,3 +152,33 @@ async def test_caller_hanging_up_while_queued_is_recorded_as_abandoned(tmp_path:
     assert rec.wait_s is not None and rec.wait_s >= 0 and rec.enqueued_at is not None
     assert rec.agent_id is None and rec.recording_path is None
     assert not list((box.data_dir).rglob("*.wav"))
+
+
+async def test_repeat_caller_offer_carries_customer_and_history(tmp_path: Path) -> None:
+    async with running_box(tmp_path) as box:
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            await agent.send("available")
+            for attempt in range(2):
+                caller = await RawCaller(box.sip_udp, user="+441632960003").open()
+                try:
+                    caller.send(caller.invite_bytes())
+                    offer = await agent.next("offer")
+                    caller.send(caller.cancel_bytes())
+                    caller.send(caller.ack_bytes(to_tag(await caller.expect(487, "INVITE"))))
+                    await agent.next("offer_ended", call_id=offer["call_id"])
+                finally:
+                    caller.close()
+                assert offer["customer_id"]
+                if attempt == 0:
+                    first_customer = offer["customer_id"]
+                    assert offer["history"] == []
+                    assert offer["customer_name"] == "Test Caller"
+                    await box.wait_for_log(r"abandoned after")
+            assert offer["customer_id"] == first_customer
+            assert len(offer["history"]) == 1 and offer["history"][0]["kind"] == "call"
+            assert "abandoned" in offer["history"][0]["summary"]
+        finally:
+            await agent.close()

@@ -270,3 +270,25 @@ async def test_existing_recording_is_never_overwritten(tmp_path: Path) -> None:
     assert stats.failed is not None and "already exists" in stats.failed
     assert path.read_bytes() == b"precious"
     assert not marker_path(path).exists()
+
+
+class SyncLogSink(FileSink):
+    def __init__(self, path: Path, log: list[int]) -> None:
+        super().__init__(path)
+        self.log = log
+
+    def sync(self) -> None:
+        super().sync()
+        self.log.append(self._f.tell())
+
+
+async def test_fsync_every_second_of_audio_exactly(tmp_path: Path) -> None:
+    syncs: list[int] = []
+    rec = StereoWavRecorder(tmp_path / "s.wav", sink_factory=lambda p: SyncLogSink(p, syncs))
+    rec.start()
+    for _ in range(120):
+        rec.write(SILENCE, SILENCE)
+    await rec.close()
+    second = 50 * FRAME_BYTES * 2
+    assert syncs[:3] == [44, 44 + second, 44 + 2 * second]  # header, then every 1 s
+    assert syncs[-1] == 44 + 120 * FRAME_BYTES * 2  # final sync after the header patch

@@ -138,6 +138,17 @@ function renderOffer(msg) {
   $("offer-name").textContent = msg.caller_name ? `(${msg.caller_name})` : "";
   $("offer-queue").textContent = msg.queue;
   $("offer-wait").textContent = msg.waited_s;
+  show("offer-customer", !!msg.customer_id);
+  $("offer-customer-name").textContent = msg.customer_name || "known caller";
+  const hist = $("offer-history");
+  hist.innerHTML = "";
+  for (const h of msg.history || []) {
+    const li = document.createElement("li");
+    li.className = "history-item";
+    li.textContent = `${new Date(h.at * 1000).toLocaleString()} · ${h.kind} · ${h.summary}`;
+    hist.appendChild(li);
+  }
+  if (msg.customer_id && !(msg.history || []).length) hist.innerHTML = "<li>first contact</li>";
   show("offer", true);
 }
 

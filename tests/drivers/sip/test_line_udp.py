@@ -376,3 +376,37 @@ async def test_options_over_tcp_with_lf_only_lines(make_line) -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_tu_bug_gives_500_and_line_keeps_serving(make_line, monkeypatch) -> None:
+    line, handler, peer = await make_line()
+
+    def broken(request, txn):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(line, "on_invite", broken)
+    peer.send(_invite(peer, new_branch(), new_call_id()))
+    await peer.expect(100)
+    await peer.expect(500)
+    peer.send(peer.request("OPTIONS", branch=new_branch(), call_id=new_call_id()))
+    await peer.expect(200)
+
+
+async def test_no_ack_for_200_gives_bye_and_timeout(make_line, monkeypatch) -> None:
+    monkeypatch.setattr(transaction, "T1", 0.05)
+    monkeypatch.setattr(transaction, "TIMEOUT_64T1", 0.5)
+    line, handler, peer = await make_line()
+    branch, call_id = new_branch(), new_call_id()
+    peer.send(_invite(peer, branch, call_id))
+    await peer.expect(100)
+    call = await handler.next_call()
+    await call.answer()
+    oks = 0
+    while True:
+        msg = await peer.recv()
+        if isinstance(msg, SipRequest):
+            break
+        assert msg.status == 200
+        oks += 1
+    assert msg.method == "BYE" and oks >= 3
+    assert await call.wait_ended() is HangupCause.TIMEOUT

@@ -214,3 +214,29 @@ def test_stream_framer_refuses_unusable_length_and_oversize() -> None:
         StreamFramer().feed(msg(*BASE, "Content-Length: x"))
     with pytest.raises(FramingError):
         StreamFramer(max_bytes=100).feed(b"A" * 200)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_only_raise_parse_errors(data: bytes) -> None:
+    try:
+        parse_message(data)
+    except SipParseError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=400), st.binary(min_size=1, max_size=8))
+def test_mutated_request_only_raises_parse_errors(pos: int, junk: bytes) -> None:
+    base = msg(*BASE, "Content-Length: 0")
+    data = base[:pos] + junk + base[pos + len(junk):]
+    try:
+        result = parse_message(data)
+    except SipParseError as err:
+        assert err.status in (400, 416, 505)
+        error_response(err, "t", "Branchline")
+    else:
+        assert isinstance(result, (SipRequest, SipResponse))

@@ -1,0 +1,119 @@
+"""Calls and messages: search stored call records by date, number and agent; open one."""
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from appliance.api import schema as s
+from tui.clock import duration
+from tui.screens.base import SiteScreen
+from tui.widgets.tables import fill, selected_key
+
+
+def record_text(rec: s.CallRecordView, clock: Any) -> str:
+    rows = [
+        ("Call", rec.call_id), ("Line", rec.line_id), ("Direction", rec.direction),
+        ("From", f"{rec.from_number or 'withheld'}{f' ({rec.from_name})' if rec.from_name else ''}"),
+        ("To", rec.to_number or "-"), ("Queue", rec.queue or "-"), ("Outcome", rec.outcome),
+        ("Hang-up", rec.hangup_cause or "-"), ("Arrived", clock.date_time(rec.arrived_at)),
+        ("Answered", clock.date_time(rec.answered_at)), ("Ended", clock.date_time(rec.ended_at)),
+        ("Wait", duration(rec.wait_s)), ("Talk", duration(rec.talk_s)), ("Wrap-up", duration(rec.wrapup_s)),
+        ("Agent", f"{rec.agent_name or rec.agent_id or '-'}"), ("Disposition", rec.disposition or "-"),
+        ("Offered to", ", ".join(rec.offers) or "-"), ("DTMF", rec.dtmf or "-"),
+        ("Recording", f"{rec.recording_path} ({duration(rec.recording_s)})" if rec.recording_path else "none"),
+    ]
+    return "\n".join(f"[b]{k:<12}[/b]{v}" for k, v in rows)
+
+
+class CallDetailScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close")]
+
+    def __init__(self, detail: s.CallDetail, clock: Any) -> None:
+        super().__init__()
+        self._detail = detail
+        self._clock = clock
+
+    def compose(self) -> ComposeResult:
+        d = self._detail
+        text = record_text(d.call, self._clock) if d.call else "This call is no longer stored."
+        if d.messages:
+            text += "\n\n[b]Messages with this number[/b]\n" + "\n".join(
+                f"{self._clock.date_time(m.at)} {'<-' if m.direction == 'in' else '->'} {m.body}" for m in d.messages)
+        elif d.call:
+            text += "\n\n[dim]No SMS or chat messages with this number.[/dim]"
+        with VerticalScroll(id="message-box"):
+            yield Static(text)
+
+    def on_mount(self) -> None:
+        self.query_one("#message-box").border_title = "Call record (escape closes)"
+
+
+class CallsScreen(SiteScreen):
+    HELP = ("Search the stored call records: dates as YYYY-MM-DD (either may be empty), part of a phone "
+            "number, or an agent id; enter searches. Enter on a result opens the record with its "
+            "disposition and any SMS with that number.")
+    BINDINGS = [Binding("ctrl+f", "focus_search", "Search")]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal(id="call-filters", classes="filters"):
+            yield Input(placeholder="from YYYY-MM-DD", id="q-from")
+            yield Input(placeholder="to YYYY-MM-DD", id="q-to")
+            yield Input(placeholder="number", id="q-number")
+            yield Input(placeholder="agent id", id="q-agent")
+        yield DataTable(id="calls-table", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#calls-table", DataTable)
+        table.border_title = "Stored calls"
+        table.add_columns("When", "From", "Queue", "Outcome", "Agent", "Wait", "Talk", "Disposition")
+        self.search()
+
+    def action_focus_search(self) -> None:
+        self.query_one("#q-from", Input).focus()
+
+    def query_values(self) -> s.CallQuery:
+        v = {name: self.query_one(f"#q-{name}", Input).value.strip() for name in ("from", "to", "number", "agent")}
+        return s.CallQuery(date_from=v["from"] or None, date_to=v["to"] or None, number=v["number"] or None,
+                           agent_id=v["agent"] or None)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.search()
+
+    @work(exclusive=True, exit_on_error=False, group="calls-search")
+    async def search(self) -> None:
+        table = self.query_one("#calls-table", DataTable)
+        try:
+            found = await self.client.search_calls(self.query_values())
+        except Exception as exc:
+            self.notify(str(exc), title="Search", severity="error")
+            return
+        c = self.clock
+        fill(table, [(r.call_id, (c.date_time(r.arrived_at), r.from_number or "withheld", r.queue or "-", r.outcome,
+                                  r.agent_name or r.agent_id or "-", duration(r.wait_s), duration(r.talk_s), r.disposition or "-"))
+                     for r in found.calls], empty="no matching calls")
+        table.border_subtitle = f"{len(found.calls)} found in {found.scanned} stored"
+
+    @on(DataTable.RowSelected)
+    def _open(self) -> None:
+        key = selected_key(self.query_one("#calls-table", DataTable))
+        if key is not None:
+            self._open_call(key)
+
+    @work(exit_on_error=False, group="calls-open")
+    async def _open_call(self, call_id: str) -> None:
+        try:
+            detail = await self.client.get_call(call_id)
+        except Exception as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(CallDetailScreen(detail, self.clock))

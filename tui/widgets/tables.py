@@ -1,0 +1,47 @@
+"""Refreshing a DataTable from fresh rows without losing the admin's place in it."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+STATE_STYLES = {
+    "up": "green", "available": "green", "on_call": "bold cyan", "reserved": "yellow", "offered": "yellow",
+    "wrap_up": "magenta", "paused": "yellow", "queued": "yellow", "arriving": "yellow",
+    "down": "bold red", "disabled": "dim", "logged_out": "dim", "starting": "yellow", "registering": "yellow",
+    "unknown": "dim",
+}
+
+
+def state_text(state: str) -> Text:
+    return Text(state.replace("_", " "), style=STATE_STYLES.get(state, ""))
+
+
+def fill(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]], empty: str | None = None) -> None:
+    """Replace all rows; keep the cursor on the same row key when it is still there."""
+    selected: str | None = None
+    if table.row_count and table.cursor_row >= 0:
+        try:
+            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        except Exception:  # the cursor was past the end; nothing to keep
+            selected = None
+    table.clear()
+    keys = []
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+        keys.append(key)
+    if not keys and empty is not None and table.columns:
+        table.add_row(Text(empty, style="dim"), *[""] * (len(table.columns) - 1), key="__empty__")
+    if selected in keys:
+        table.move_cursor(row=keys.index(selected), animate=False)
+
+
+def selected_key(table: DataTable) -> str | None:
+    if not table.row_count:
+        return None
+    try:
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+    except Exception:
+        return None
+    return None if key == "__empty__" else key
