@@ -17,6 +17,7 @@ from appliance.acd.router import Acd
 from appliance.calls import CallCenter
 from appliance.config import AgentConfig, BoxConfig
 from appliance.hub import Hub, Overflow
+from appliance.messaging import MessageCenter
 from appliance.storage import Store
 from appliance.web.server import ConsoleDeps, build_app
 from appliance.web.sessions import Sessions
@@ -46,10 +47,12 @@ class Box:
         self.hub.topic("acd", maxsize=512)
         self.hub.topic("calls", maxsize=512)
         self.hub.topic("lines", maxsize=256, overflow=Overflow.DROP_OLDEST)
+        self.hub.topic("messages", maxsize=512)
         self._agents: dict[str, AgentConfig] = {a.id: a for a in cfg.agents}
         self.store: Store | None = None
         self.acd: Acd | None = None
         self.calls: CallCenter | None = None
+        self.messages: MessageCenter | None = None
         self.sessions = Sessions(cfg.web.ice_host_addresses)
         self._runner: web.AppRunner | None = None
         self._lines: list[Any] = []
@@ -76,6 +79,19 @@ class Box:
         if self.acd is not None:
             self.acd.remove_agent(agent_id)
 
+    async def conversations(self, limit: int = 30) -> list[dict[str, Any]]:
+        """Recent SMS conversations with their messages, newest first, for the console inbox."""
+        assert self.store is not None
+        out = []
+        for conv in await self.store.recent_conversations(limit):
+            msgs = await self.store.messages(conv)
+            out.append({
+                "conversation_id": conv.conversation_id, "number": conv.number, "customer_id": conv.customer_id,
+                "state": str(conv.state), "last_at": conv.last_at,
+                "messages": [{"key": m.key, "direction": m.direction, "body": m.body, "at": m.at} for m in msgs],
+            })
+        return out
+
     # --- start ----------------------------------------------------------------------------------
     async def start(self) -> Endpoints:
         cfg = self.cfg
@@ -95,6 +111,7 @@ class Box:
         )
         self.calls = CallCenter(cfg, self.acd, self.store, self.hub.topic("calls"), self.sessions, self.agent_name)
         await self.calls.prepare()
+        self.messages = MessageCenter(self.store, self.hub.topic("messages"), region=cfg.country)
 
         web_url = await self._start_web()
         sip_udp, sip_tcp = await self._start_sip()
@@ -132,6 +149,8 @@ class Box:
             queues=lambda: self.cfg.queues,
             hangup=self.calls.agent_hangup,
             live_calls=self.calls.live_calls,
+            messages=self.messages,
+            conversations=self.conversations,
         )
         self._runner = web.AppRunner(build_app(deps), shutdown_timeout=WEB_SHUTDOWN_TIMEOUT_S, access_log=None)
         await self._runner.setup()

@@ -123,6 +123,26 @@ def find_usb_ports(usb: str, *, interface: int | None = None) -> list[str]:
     return sorted(found)
 
 
+def find_usb_modems(usb: str, *, at_interface: int | None, audio_interface: int | None) -> list[tuple[str, str | None]]:
+    """(AT port, audio port) per physical modem with this VID:PID, paired by USB location."""
+    vid, pid = _parse_vid_pid(usb)
+    by_device: dict[str, dict[int | None, str]] = {}
+    for info in serial.tools.list_ports.comports():
+        if info.vid != vid or info.pid != pid:
+            continue
+        loc = info.location or info.device
+        device, _, intf = loc.partition(":")
+        num = int(intf.rsplit(".", 1)[-1]) if intf and intf.rsplit(".", 1)[-1].isdigit() else None
+        by_device.setdefault(device, {})[num] = info.device
+    pairs = []
+    for device, ports in sorted(by_device.items()):
+        at = ports.get(at_interface) if at_interface is not None else sorted(ports.values())[-1]
+        if at is None:
+            continue
+        pairs.append((at, ports.get(audio_interface) if audio_interface is not None else None))
+    return pairs
+
+
 def resolve_port(*, port: str | None, usb: str | None, interface: int | None = None) -> str:
     """The device path to open: ``port`` as given, else the first match of ``usb``."""
     if port:

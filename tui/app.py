@@ -5,7 +5,7 @@ import asyncio
 from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 
@@ -71,17 +71,19 @@ class BranchlineApp(App[int]):
         self.events_seen = 0
         self._start_mode = start_mode
 
-    def compose(self) -> ComposeResult:
-        return iter(())
-
     def on_mount(self) -> None:
         self.sub_title = "connecting..."
         self.switch_mode(self._start_mode)
         self.follow_box()
 
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(getattr(self.screen, "HELP", ""), SCREENS_BY_KEY))
+            keys = [(b.key.split(",")[0], b.description) for b in getattr(self.screen, "BINDINGS", [])
+                    if isinstance(b, Binding) and b.show]
+            self.push_screen(HelpScreen(getattr(self.screen, "HELP", ""), SCREENS_BY_KEY, keys))
 
     # --- the box ---------------------------------------------------------------------------
     @work(exclusive=True, exit_on_error=False, group="event-stream")
@@ -116,4 +118,8 @@ class BranchlineApp(App[int]):
             self.sub_title = f"branch {site.box.branch}"
         show = getattr(self.screen, "show_site", None)
         if show is not None:
-            show(site)
+            try:
+                show(site)
+            except Exception as exc:  # a drawing bug must not drop the connection to the box
+                self.log.error("cannot draw", exc)
+                self.notify(f"display error: {exc}", severity="error")

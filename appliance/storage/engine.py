@@ -87,7 +87,7 @@ class Engine:
         dirty = self.shards.dirty()
         try:
             digests = self.shards.flush(dirty)
-        except OSError:
+        except Exception:  # OSError (disk full, I/O error) or a bug: nothing of this batch is kept
             self.rollback()
             raise
         self.index.commit()

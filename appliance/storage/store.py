@@ -167,7 +167,7 @@ class Store:
                 continue
             try:
                 results = await loop.run_in_executor(self._io, self._commit_batch, [fn for fn, _ in batch])
-            except OSError as exc:
+            except Exception as exc:  # OSError mostly; never let the writer task die
                 log.error("commit of %d writes failed: %s", len(batch), exc)
                 self._raise_alarm(Alarm(AlarmKind.WRITE_FAILED, "store", f"commit failed: {exc}", time.time()))
                 for _, fut in batch:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -21,6 +21,7 @@ from appliance.acd.router import Acd, AcdError
 from appliance.call_events import CallUpdate
 from appliance.config import AgentConfig, QueueConfig
 from appliance.hub import Hub
+from appliance.messaging import MessageCenter, MessageEvent, SmsSendError
 from appliance.web.sessions import AgentSession, Sessions
 from media.webrtc import SignallingError
 
@@ -44,6 +45,8 @@ class ConsoleDeps:
         queues: Callable[[], tuple[QueueConfig, ...]],
         hangup: Callable[[str], bool],
         live_calls: Callable[[], list],
+        messages: MessageCenter | None = None,
+        conversations: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self.acd = acd
         self.hub = hub
@@ -52,6 +55,8 @@ class ConsoleDeps:
         self.queues = queues
         self.hangup = hangup
         self.live_calls = live_calls
+        self.messages = messages
+        self.conversations = conversations
         self.logout_timers: dict[str, asyncio.TimerHandle] = {}
 
 
@@ -65,6 +70,7 @@ def build_app(deps: ConsoleDeps) -> web.Application:
     app.router.add_post("/api/login", _login)
     app.router.add_post("/api/rtc", _rtc)
     app.router.add_get("/api/ws", _ws)
+    app.router.add_get("/api/conversations", _conversations)
     app.router.add_get("/healthz", _health)
     app.router.add_static("/static", STATIC, show_index=False)
     app.on_shutdown.append(_close_sockets)
@@ -137,6 +143,19 @@ async def _rtc(request: web.Request) -> web.Response:
     return web.json_response({"sdp": answer_sdp, "type": answer_type})
 
 
+async def _conversations(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    _session(request, request.headers.get("Authorization", "").removeprefix("Bearer ").strip())
+    convs = await deps.conversations() if deps.conversations is not None else []
+    return web.json_response({"conversations": convs, "lines": deps.messages.lines() if deps.messages else []})
+
+
+def _message_doc(m: MessageEvent) -> dict[str, Any]:
+    return {"type": "sms", "conversation_id": m.conversation_id, "key": m.key, "direction": m.direction,
+            "number": m.number, "body": m.body, "at": m.at, "line_id": m.line_id, "status": m.status,
+            "customer_id": m.customer_id}
+
+
 def _agent_doc(snap: AgentSnapshot) -> dict[str, Any]:
     return {
         "agent_id": snap.agent_id,
@@ -170,6 +189,8 @@ def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
         }
     if isinstance(event, OfferEnded) and event.agent_id == agent_id:
         return {"type": "offer_ended", "call_id": event.call_id, "reason": event.reason}
+    if isinstance(event, MessageEvent):
+        return _message_doc(event)  # the SMS inbox is shared by every agent
     if isinstance(event, CallUpdate) and event.call.agent_id == agent_id:
         c = event.call
         return {"type": "call", "call_id": c.call_id, "state": str(c.state), "caller": c.caller_number,
@@ -189,7 +210,8 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
         timer.cancel()
     acd_sub = deps.hub.topic("acd").subscribe(maxsize=256)
     call_sub = deps.hub.topic("calls").subscribe(maxsize=256)
-    pump = asyncio.create_task(_pump(ws, agent_id, acd_sub, call_sub), name=f"console-pump:{agent_id}")
+    msg_sub = deps.hub.topic("messages").subscribe(maxsize=256)
+    pump = asyncio.create_task(_pump(ws, agent_id, acd_sub, call_sub, msg_sub), name=f"console-pump:{agent_id}")
     try:
         deps.acd.login(agent_id)
         queues = [q for q in deps.queues() if q.id in deps.acd.snapshot(agent_id).queues]
@@ -202,13 +224,14 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
-            reply = await _command(deps, session, msg.data)
+            reply = await _command(deps, session, msg.data, ws)
             if reply is not None:
                 await ws.send_json(reply)
     finally:
         pump.cancel()
         acd_sub.close()
         call_sub.close()
+        msg_sub.close()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
         session.sockets.discard(ws)
@@ -250,7 +273,7 @@ def _logout_if_gone(deps: ConsoleDeps, session: AgentSession) -> None:
     log.info("agent %s logged out: console closed for %.0fs", session.agent_id, RECONNECT_GRACE_S)
 
 
-async def _command(deps: ConsoleDeps, session: AgentSession, text: str) -> dict[str, Any] | None:
+async def _command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.WebSocketResponse) -> dict[str, Any] | None:
     try:
         cmd = json.loads(text)
         op = cmd["op"]
@@ -281,6 +304,15 @@ async def _command(deps: ConsoleDeps, session: AgentSession, text: str) -> dict[
             if session.media is not None:
                 await deps.sessions.close_media(session.media)
                 session.media = None
+        elif op == "sms_reply":
+            if deps.messages is None:
+                return {"type": "error", "message": "SMS is not available on this box"}
+            # sending can take a minute on a slow network: never hold the agent's other commands
+            task = asyncio.create_task(_sms_reply(deps.messages, ws, str(cmd.get("number", "")), str(cmd.get("text", ""))),
+                                       name=f"sms-reply:{agent_id}")
+            session.tasks.add(task)
+            task.add_done_callback(session.tasks.discard)
+            return {"type": "sms_sending", "number": cmd.get("number")}
         elif op == "ping":
             return {"type": "pong", "t": time.time()}
         else:
@@ -288,6 +320,14 @@ async def _command(deps: ConsoleDeps, session: AgentSession, text: str) -> dict[
     except AcdError as exc:
         return {"type": "error", "message": str(exc)}
     return None
+
+
+async def _sms_reply(messages: MessageCenter, ws: web.WebSocketResponse, number: str, text: str) -> None:
+    try:
+        await messages.reply(number, text)
+    except SmsSendError as exc:
+        if not ws.closed:
+            await ws.send_json({"type": "error", "message": f"SMS to {number} not sent: {exc}"})
 
 
 async def _close_sockets(app: web.Application) -> None:

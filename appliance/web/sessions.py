@@ -24,6 +24,7 @@ class AgentSession:
     created: float
     media: AgentMediaSession | None = None
     sockets: set = field(default_factory=set)
+    tasks: set = field(default_factory=set)
 
 
 class Sessions:

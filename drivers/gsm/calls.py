@@ -65,7 +65,9 @@ class RingTimeout:
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """The port vanished."""
+    """The port vanished (or the box is shutting down)."""
+
+    cause: HangupCause = HangupCause.LINE_LOST
 
 
 # ---- effects -----------------------------------------------------------------------
@@ -191,7 +193,8 @@ class CallMachine:
         if isinstance(item, RingTimeout):
             return self._end(HangupCause.CANCELLED, "caller gave up") if s is CallState.RINGING else []
         if isinstance(item, Lost):
-            return [] if s is CallState.IDLE else self._end(HangupCause.LINE_LOST, "modem lost")
+            detail = "modem lost" if item.cause is HangupCause.LINE_LOST else str(item.cause)
+            return [] if s is CallState.IDLE else self._end(item.cause, detail)
         return []
 
     def _progress(self, item: CallProgress) -> list[Effect]:

@@ -92,10 +92,10 @@ class GsmModem:
             self.ch.connection_lost(exc)
         self._apply(self.machine.handle(cm.Lost()))
 
-    async def close(self) -> None:
+    async def close(self, cause: HangupCause = HangupCause.LINE_LOST) -> None:
         for t in list(self._tasks):
             t.cancel()
-        self._apply(self.machine.handle(cm.Lost()))
+        self._apply(self.machine.handle(cm.Lost(cause)))
         for link in (self.audio_link, self.link):
             if link is not None:
                 await link.wait_closed()

@@ -23,6 +23,7 @@ SIM_BUSY_FIRST_S = 0.2  # back-off after "+CME ERROR: 14": 0.2, 0.4, 0.8 ... cap
 SIM_BUSY_MAX_STEP_S = 3.2
 SIM_BUSY_BUDGET_S = 20.0  # SIM-busy windows of 2-15 s are normal after PIN entry; give 20 s
 CFUN_BUSY_CODES = frozenset({14, 515})  # SIM busy; vendor "device busy/initialising"
+_sleep = asyncio.sleep  # back-off waits go through here (tests record them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ async def retry_sim_busy(ch: AtChannel, command: str, *, budget_s: float = SIM_B
             if not busy or spent >= budget_s:
                 raise
             log.info("%s: SIM busy answering %s; retrying in %.1fs", ch.name, command, delay)
-            await asyncio.sleep(delay)
+            await _sleep(delay)
             spent += delay
             delay = min(delay * 2, SIM_BUSY_MAX_STEP_S)
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import wave
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
@@ -28,7 +29,8 @@ from media.frames import FRAME_BYTES, FRAME_S, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-MAX_RECEIVED_AUDIO = 2 * 1024 * 1024  # host audio kept for inspection (over 4 min of 8-bit audio)
+MAX_RECEIVED_AUDIO = 2 * 1024 * 1024  # audio kept for inspection each way (over 4 min of 8-bit audio)
+MAX_LOG = 10_000  # events kept for tests; a stand-alone run must not grow without bound
 US_CID_DELAY_S = 2.5  # Bell 202 burst ends ~0.5 s after the 2 s ring
 RING_PERIOD_S = 6.0  # US cadence: 2 s on, 4 s off
 UK_CID_LEAD_S = 0.5  # BT sends V.23 caller ID before the first ring
@@ -118,7 +120,7 @@ class AnalogModemSim:
         self.dial_result = dial_result
         self.stop_trailer = b""  # audio sent between <DLE>! and <DLE><ETX>
         self.stop_reply_delay_s = 0.0  # how long the modem takes to answer <DLE>! (0: at once)
-        self.log: list[tuple[str, str]] = []  # ("cmd", "AT+VLS=1"), ("dle", "!"), ("sent", "RING") ...
+        self.log: deque[tuple[str, str]] = deque(maxlen=MAX_LOG)  # ("cmd", "AT+VLS=1"), ("dle", "!") ...
         self.received_audio = bytearray()  # host audio (unshielded, modem format)
         self.sent_audio = bytearray()  # streamed audio before shielding (modem format)
         self.pty: PtyEndpoint | None = None
@@ -201,6 +203,7 @@ class AnalogModemSim:
 
     def _result(self, *lines: str) -> None:
         self.send_raw(b"".join(b"\r\n" + line.encode() + b"\r\n" for line in lines))
+        self._note("result", lines[-1])
 
     # ---- host bytes ----------------------------------------------------------------------
     def _on_data(self, data: bytes) -> None:
@@ -366,7 +369,8 @@ class AnalogModemSim:
             if len(chunk) < FRAME_BYTES:
                 chunk = chunk + bytes(FRAME_BYTES - len(chunk))  # keep streaming silence after the file
             data = conv.from_pcm(chunk)
-            self.sent_audio += data
+            if len(self.sent_audio) < MAX_RECEIVED_AUDIO:
+                self.sent_audio += data
             self.send_raw(shield(data))
             self._pulse()
             index += 1

@@ -59,6 +59,7 @@ class GsmSimulator:
         self._pdu_mode = False
         self._pdu_buf = bytearray()
         self._rx_event = asyncio.Event()
+        self._audio_event = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self.noise = noise
         self.pcm_source: bytes = b""
@@ -203,6 +204,15 @@ class GsmSimulator:
     def _on_audio(self, data: bytes) -> None:
         if self.audio_streaming:
             self.audio_received += data
+            self._audio_event.set()
+
+    async def wait_audio(self, nbytes: int, timeout: float = 3.0) -> bytes:
+        """Wait until the host has written ``nbytes`` of uplink PCM during the call."""
+        async with asyncio.timeout(timeout):
+            while len(self.audio_received) < nbytes:
+                self._audio_event.clear()
+                await self._audio_event.wait()
+        return bytes(self.audio_received)
 
     def load_wav(self, path: str) -> None:
         with wave.open(path, "rb") as w:

@@ -30,11 +30,19 @@ class PtyEndpoint:
         self._pending = bytearray()
         self._writer_armed = False
         self.port = ""
+        self._previous = ""
         self.dropped_bytes = 0
         self._open()
 
     def _open(self) -> None:
         master, slave = pty.openpty()
+        spare: list[int] = []
+        while os.ttyname(slave) == self._previous and len(spare) < 8:  # re-enumeration renames
+            spare += [master, slave]
+            master, slave = pty.openpty()
+        for fd in spare:
+            os.close(fd)
+        self._previous = os.ttyname(slave)
         tty.setraw(slave)  # nothing is echoed or translated before the driver opens it
         os.set_blocking(master, False)
         old_master, old_slave = self._master, self._slave

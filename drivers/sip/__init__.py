@@ -1,0 +1,14 @@
+"""Branchline's own SIP stack: a sans-IO core with a thin asyncio shell.
+
+Pure code (no I/O, testable with bytes and a fake clock):
+    uri.py          SIP/tel URIs and name-addr (identity is the URI, never the display name)
+    headers.py      header names (compact forms), list splitting, Via, CSeq
+    message.py      parse/serialize, typed parse errors carrying the status to answer, TCP framing
+    sdp.py          offer parsing, G.711 + telephone-event negotiation, answers, hold
+    transaction.py  RFC 3261 §17 / RFC 6026 transactions and the UAS 2xx retransmitter
+asyncio shell:
+    transport.py    UDP and TCP sockets (uvloop-safe)
+    useragent.py    transaction tables and timers, OPTIONS/CANCEL/ACK/501/481 handling
+    call.py         SipCall: one inbound dialog, the appliance.lines.InboundCall
+    line.py         SipLine: what run.py starts
+"""

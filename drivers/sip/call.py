@@ -59,9 +59,9 @@ def caller_id_of(request: SipRequest) -> CallerId:
     """From the From identity (the URI), never from display-name text."""
     uri = request.from_addr.uri
     name = request.from_addr.display_name
-    privacy = (request.headers.get("Privacy") or "").lower()
+    privacy = {p.strip() for p in (request.headers.get("Privacy") or "").lower().split(";")}
     user = uri.user
-    if user is None or user.lower() == "anonymous" or uri.host == "anonymous.invalid" or "id" in privacy.split(";"):
+    if user is None or user.lower() == "anonymous" or uri.host == "anonymous.invalid" or privacy & {"id", "user"}:
         return CallerId(None, None, "withheld")
     return CallerId(user.split(";")[0], name)
 

@@ -87,3 +87,16 @@ class ModemAudio:
             "tx_frames": self.frames_written,
             "tx_dropped_frames": self.frames_dropped,
         }
+
+
+class UnansweredLeg:
+    """An analog call's audio before answer(): the line cannot carry early media, so nothing
+    is read and writes (ringback, hold music) are dropped. ``answer()`` replaces it."""
+
+    full_duplex = False
+
+    def read_frame_nowait(self) -> bytes | None:
+        return None
+
+    def write_frame(self, pcm: bytes) -> None:
+        return None

@@ -17,7 +17,7 @@ from appliance.lines import CallerId, CallGone, HangupCause, IncomingCallHandler
 from appliance.supervisor import Backoff, supervise
 from drivers.at.errors import AtTimeout, DriverError, PortLost
 from drivers.serial_port import SerialLink
-from drivers.voicemodem.audio import ModemAudio
+from drivers.voicemodem.audio import ModemAudio, UnansweredLeg
 from drivers.voicemodem.callerid import CallerIdReport
 from drivers.voicemodem.modem import ModemSettings, PortMode, VoiceModem
 from drivers.voicemodem.profiles import VoiceModemProfile
@@ -49,7 +49,7 @@ class AnalogCall:
         self.report = report  # full caller-ID detail (date, time, trust) for the call record
         self.caller = report.to_caller_id() if report is not None else CallerId(None, None, "unavailable")
         self.called: str | None = None
-        self.audio: ModemAudio | None = None
+        self.audio: ModemAudio | UnansweredLeg = UnansweredLeg()
         self._line = line
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
         self._dtmf: list[Callable[[str], None]] = []
@@ -88,7 +88,7 @@ class AnalogCall:
     def _end(self, cause: HangupCause) -> None:
         if not self._ended.done():
             self._ended.set_result(cause)
-            if self.audio is not None:
+            if isinstance(self.audio, ModemAudio):
                 self.audio.close()
             log.info("%s: call %s ended (%s)", self.line_id, self.call_id, cause)
 
@@ -268,9 +268,10 @@ class AnalogLine:
             await modem.stop_voice()
             await modem.on_hook()
 
+        task = asyncio.get_running_loop().create_task(release(), name=f"{self.line_id}:release")
         try:
             async with asyncio.timeout(HANGUP_TIMEOUT_S):
-                await asyncio.shield(release())
+                await asyncio.shield(task)
         except (TimeoutError, DriverError) as exc:
             log.warning("%s: hang-up not confirmed (%s)", self.line_id, exc or type(exc).__name__)
         else:

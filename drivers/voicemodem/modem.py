@@ -8,6 +8,7 @@ line (audio may follow in the same read) and back exactly at ``<DLE><ETX>`` (the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -15,18 +16,35 @@ from enum import StrEnum
 from typing import Callable
 
 from drivers.at.channel import AtChannel, Urc
-from drivers.at.errors import AtError, AtTimeout, DriverError, PortLost
+from drivers.at.errors import AtError, AtTimeout, DriverError, FatalDriverError, PortLost
 from drivers.voicemodem.audio import RX_BUFFER_MS, ModemAudio
-from drivers.voicemodem.dle import Audio, DleDecoder, DleEvent, VoiceEvent
-from drivers.voicemodem.formats import SampleConverter, SampleFormat, choose_format, energy, parse_vsm_options
+from drivers.voicemodem.dle import DTE_ABORT_TX, DTE_END_TX, Audio, DleDecoder, VoiceEvent, shield
+from drivers.voicemodem.formats import (
+    FormatError,
+    SampleConverter,
+    SampleFormat,
+    choose_format,
+    energy,
+    parse_vsm_options,
+)
 from drivers.voicemodem.profiles import VoiceModemProfile, detect
-from drivers.voicemodem.state import LineMachine, LineState, MachineEvent, NO_VOICE_GRACE_S, LONG_SILENCE_S, RING_ABANDON_S
+from media.frames import FRAME_BYTES, FRAME_S
+from drivers.voicemodem.state import (
+    LONG_SILENCE_S,
+    NO_VOICE_GRACE_S,
+    RING_ABANDON_S,
+    LineMachine,
+    LineState,
+    MachineEvent,
+)
 
 log = logging.getLogger(__name__)
 
 OFF_HOOK_TIMEOUT_S = 10.0  # +VLS=1 closes a relay and may wait for line current: ~1 s, 10 s = stuck
 CONNECT_TIMEOUT_S = 5.0  # +VRX/+VTR answer CONNECT at once; 5 s means the modem ignored it
 STOP_VOICE_TIMEOUT_S = 3.0  # after <DLE>! the modem flushes and sends <DLE><ETX> + OK within ~100 ms
+PLAY_LEAD_S = 0.1  # audio kept queued in the modem ahead of real time: covers loop jitter, bounds abort latency
+PLAY_END_TIMEOUT_S = 3.0  # after <DLE><ETX> the modem plays out PLAY_LEAD_S of buffer, then OK
 DIAL_TIMEOUT_S = 60.0  # ATD in voice mode: dial tone wait + dialling + call progress (~45 s of ringing)
 WAKE_ATTEMPTS = 3  # "AT" tries before giving up on a freshly opened port
 WAKE_TIMEOUT_S = 1.0  # a USB modem answers AT within 50 ms; 1 s per try covers a slow boot
@@ -40,7 +58,13 @@ _CONNECT_RE = re.compile(rb"CONNECT[^\r\n]*\r")
 class PortMode(StrEnum):
     COMMAND = "command"
     AWAIT_CONNECT = "awaiting CONNECT"
-    VOICE = "voice data"
+    VOICE = "voice data"  # +VRX/+VTR: audio and DLE events from the modem
+    TRANSMIT = "voice transmit"  # +VTX: only DLE events (and the final OK as text) from the modem
+
+
+class PlayResult(StrEnum):
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
 
 
 class DialResult(StrEnum):
@@ -98,6 +122,8 @@ class VoiceModem:
         self._stream_end: asyncio.Future[None] | None = None
         self._final_ok: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._after_connect = PortMode.VOICE
+        self._interrupt: tuple[frozenset[VoiceEvent], asyncio.Future[VoiceEvent]] | None = None
         self._loop = asyncio.get_running_loop()
 
     def _new_machine(self, profile: VoiceModemProfile | None) -> LineMachine:
@@ -114,7 +140,7 @@ class VoiceModem:
 
     # ---- bytes in ----------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        if self.mode is PortMode.VOICE:
+        if self.mode in (PortMode.VOICE, PortMode.TRANSMIT):
             self._feed_voice(data)
         elif self.mode is PortMode.AWAIT_CONNECT:
             self._feed_await_connect(data)
@@ -125,7 +151,7 @@ class VoiceModem:
     def connection_lost(self, exc: BaseException | None) -> None:
         self.channel.connection_lost(exc)
         lost = PortLost(f"{self.name}: port lost")
-        for fut in (self._stream_end, self._final_ok):
+        for fut in (self._stream_end, self._final_ok, self._interrupt[1] if self._interrupt else None):
             if fut is not None and not fut.done():
                 fut.set_exception(lost)
         if self._timer is not None:
@@ -160,7 +186,7 @@ class VoiceModem:
 
     def _enter_voice(self) -> None:
         assert self.profile is not None
-        self.mode = PortMode.VOICE
+        self.mode = self._after_connect
         self._decoder = DleDecoder(sub_is_two_dles=self.profile.sub_is_two_dles)
 
     def _feed_voice(self, data: bytes) -> None:
@@ -168,7 +194,9 @@ class VoiceModem:
         now = self._loop.time()
         for item in self._decoder.feed(data):
             if isinstance(item, Audio):
-                if self._converter is not None and self.audio is not None:
+                if self.mode is PortMode.TRANSMIT:
+                    self.channel.feed(item.data)  # +VTX: the modem sends no audio; this is its OK
+                elif self._converter is not None and self.audio is not None:
                     pcm = self._converter.to_pcm(item.data)
                     self.audio.push_received(pcm)
                     self.machine.on_audio_level(energy(pcm))
@@ -183,6 +211,8 @@ class VoiceModem:
                 if rest:
                     self.channel.feed(rest)
                 return
+            if self._interrupt is not None and item.kind in self._interrupt[0] and not self._interrupt[1].done():
+                self._interrupt[1].set_result(item.kind)
             self._emit(self.machine.on_voice_event(item, now))
 
     def _leave_voice(self) -> None:
@@ -192,8 +222,11 @@ class VoiceModem:
                       self._decoder.audio_bytes, self._decoder.events)
 
     def _on_urc(self, urc: Urc) -> None:
-        if urc.text.upper() == "OK" and self._final_ok is not None and not self._final_ok.done():
-            self._final_ok.set_result(None)
+        if urc.text.upper() == "OK":
+            if self._final_ok is not None and not self._final_ok.done():
+                self._final_ok.set_result(None)
+            else:
+                log.debug("%s: OK with no command pending (the end of an unrequested voice stream)", self.name)
             return
         self._emit(self.machine.on_line(urc.text, self._loop.time()))
 
@@ -236,10 +269,13 @@ class VoiceModem:
             self.machine = self._new_machine(self.profile)
         profile = self.profile
         log.info("%s: %s", self.name, profile.name)
-        await ch.command(profile.voice_class)
+        try:
+            await ch.command(profile.voice_class)
+            options = parse_vsm_options((await ch.command("AT+VSM=?")).lines)
+            self.format, self.rate = choose_format(options, profile.encodings, profile.format_names)
+        except (AtError, FormatError) as exc:
+            raise FatalDriverError(f"{self.name}: not a usable voice modem ({exc})") from exc
         await self.ensure_caller_id()
-        options = parse_vsm_options((await ch.command("AT+VSM=?")).lines)
-        self.format, self.rate = choose_format(options, profile.encodings, profile.format_names)
         await ch.command(f"AT+VSM={self.format.cml},{self.rate}")
         log.info("%s: voice format %d %r (%s) at %d Hz", self.name, self.format.cml, self.format.name,
                  self.format.encoding, self.rate)
@@ -294,22 +330,65 @@ class VoiceModem:
         self.audio = ModemAudio(self._converter, send=self._write_audio if duplex else None,
                                 congested=self._congested, max_ms=self.settings.rx_buffer_ms)
         for cmd in (("AT+VTR", "AT+VRX") if duplex else ("AT+VRX",)):
-            self.mode = PortMode.AWAIT_CONNECT
-            self._pre.clear()
             try:
-                await self.channel.command(cmd, timeout=CONNECT_TIMEOUT_S)
+                await self._enter_data_state(cmd, PortMode.VOICE)
             except AtError as exc:
-                self.mode = PortMode.COMMAND
                 if cmd == "AT+VTR":
                     log.warning("%s: full duplex refused (%s); receiving only", self.name, exc.final)
                     self.audio.receive_only()
                     continue
                 raise
-            except BaseException:
-                self.mode = PortMode.COMMAND
-                raise
             break
         return self.audio
+
+    async def _enter_data_state(self, cmd: str, mode: PortMode) -> None:
+        self._after_connect = mode
+        self.mode = PortMode.AWAIT_CONNECT
+        self._pre.clear()
+        try:
+            await self.channel.command(cmd, timeout=CONNECT_TIMEOUT_S)
+        except BaseException:
+            self.mode = PortMode.COMMAND
+            raise
+
+    async def play(self, pcm: bytes, *, interrupt_on: frozenset[VoiceEvent] = frozenset(
+            {VoiceEvent.HANDSET_OFF_HOOK, VoiceEvent.BUSY, VoiceEvent.DIAL_TONE, VoiceEvent.LOOP_BREAK}),
+    ) -> PlayResult:
+        """Play our PCM to the line (+VTX, off hook, command state), paced at the sample rate.
+
+        An event in ``interrupt_on`` (an extension handset lifted, the far end gone)
+        aborts with <DLE><CAN><DLE><ETX>; otherwise <DLE><ETX> lets the modem play out.
+        Underruns (<DLE>u) are counted, not fatal.
+        """
+        if self.mode is not PortMode.COMMAND or self.format is None:
+            raise DriverError(f"{self.name}: play() needs command state (stop the voice stream first)")
+        conv = SampleConverter(self.format.encoding, self.rate)
+        await self._enter_data_state("AT+VTX", PortMode.TRANSMIT)
+        interrupted: asyncio.Future[VoiceEvent] = self._loop.create_future()
+        self._interrupt = (interrupt_on, interrupted)
+        self._final_ok = self._loop.create_future()
+        try:
+            start = self._loop.time()
+            for index, offset in enumerate(range(0, len(pcm), FRAME_BYTES)):
+                if interrupted.done():
+                    break
+                self._write(shield(conv.from_pcm(pcm[offset : offset + FRAME_BYTES])))
+                delay = start + (index + 1) * FRAME_S - PLAY_LEAD_S - self._loop.time()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):  # pacing; wakes early on an interrupt
+                            await asyncio.shield(interrupted)
+            result = PlayResult.INTERRUPTED if interrupted.done() else PlayResult.COMPLETED
+            if result is PlayResult.INTERRUPTED:
+                log.info("%s: playback interrupted by %s", self.name, interrupted.result())
+            self._write(DTE_ABORT_TX if result is PlayResult.INTERRUPTED else DTE_END_TX)
+            async with asyncio.timeout(PLAY_END_TIMEOUT_S):
+                await self._final_ok
+            return result
+        finally:
+            self.mode = PortMode.COMMAND
+            self._interrupt = None
+            self._final_ok = None
 
     def _write_audio(self, data: bytes) -> None:
         if self.mode is not PortMode.VOICE:

@@ -147,6 +147,7 @@ class LineMachine:
         elif new in (LineState.VOICE, LineState.DIALING):
             self._silence_deadline = None
             self._gone = False
+            self.counts = {}
 
     def _reset_call(self) -> None:
         self._rings = 0
@@ -156,6 +157,7 @@ class LineMachine:
         self._cid = None
         self._block = FormattedCallerId()
         self._gone = False
+        self.counts: dict[VoiceEvent, int] = {}  # voice events reported once per call, then counted
 
     @property
     def caller(self) -> CallerIdReport | None:
@@ -261,7 +263,7 @@ class LineMachine:
             self._silence_deadline = None
             return [DtmfReceived(event.code)]
         if self.state is not LineState.VOICE:
-            return [Notice(f"{kind} ({event.code!r}) while {self.state}")]
+            return self._notice_once(kind, f"{kind} ({event.code!r}) while {self.state}")
         reason = _GONE.get(kind)
         if reason is not None:
             return self._far_end_gone(reason)
@@ -278,7 +280,13 @@ class LineMachine:
             return self._far_end_gone("stream ended")
         if kind in (VoiceEvent.TIMING_MARK, VoiceEvent.XON, VoiceEvent.XOFF, VoiceEvent.RING):
             return []
-        return [Notice(f"{kind} (<DLE>{event.code!r})")]
+        return self._notice_once(kind, f"{kind} (<DLE>{event.code!r})")
+
+    def _notice_once(self, kind: VoiceEvent, text: str) -> list[MachineEvent]:
+        """One log line per kind per call (underruns can arrive every few ms); the rest are counted."""
+        count = self.counts.get(kind, 0) + 1
+        self.counts[kind] = count
+        return [Notice(text + " (further ones are counted)")] if count == 1 else []
 
     def _arm_silence(self, deadline: float) -> None:
         if self._silence_deadline is None or deadline < self._silence_deadline:

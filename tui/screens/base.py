@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input
 
@@ -13,9 +14,14 @@ if TYPE_CHECKING:
 
 
 class SiteScreen(Screen[None]):
-    """A screen that shows (part of) the site; ``show_site`` runs on every change."""
+    """A screen that shows (part of) the site; ``show_site`` runs on every change.
+
+    Screens start with their main table focused so the number keys switch screens;
+    escape leaves a search field.
+    """
 
     HELP = ""  # one paragraph for the help overlay
+    BINDINGS = [Binding("escape", "leave_field", "Leave field", show=False)]
 
     @property
     def admin_app(self) -> "BranchlineApp":
@@ -33,6 +39,13 @@ class SiteScreen(Screen[None]):
         if not self.admin_app.blink:
             for inp in self.query(Input):
                 inp.cursor_blink = False
+        self.action_leave_field()
+
+    def action_leave_field(self) -> None:
+        """Focus the screen's main view (its first table or log), away from any input."""
+        main = next(iter(self.query("DataTable, RichLog")), None)
+        if main is not None:
+            main.focus()
 
     def on_screen_resume(self) -> None:
         if self.admin_app.site is not None:

@@ -63,8 +63,8 @@ class CallsScreen(SiteScreen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="call-filters", classes="filters"):
-            yield Input(placeholder="from YYYY-MM-DD", id="q-from")
-            yield Input(placeholder="to YYYY-MM-DD", id="q-to")
+            yield Input(placeholder="from date", id="q-from")
+            yield Input(placeholder="to date", id="q-to")
             yield Input(placeholder="number", id="q-number")
             yield Input(placeholder="agent id", id="q-agent")
         yield DataTable(id="calls-table", cursor_type="row")

@@ -6,7 +6,7 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
@@ -48,7 +48,8 @@ class LinesScreen(SiteScreen):
         with Horizontal(id="lines-body"):
             yield DataTable(id="lines-table", cursor_type="row")
             with Vertical(id="lines-side"):
-                yield Static("", id="line-detail")
+                with VerticalScroll(id="line-detail-box"):
+                    yield Static("", id="line-detail")
                 yield PlotextPlot(id="line-plot")
         yield Footer()
 
@@ -57,7 +58,7 @@ class LinesScreen(SiteScreen):
         table = self.query_one("#lines-table", DataTable)
         table.border_title = "Lines"
         table.add_columns("Line", "Kind", "State", "Sig")
-        self.query_one("#line-detail").border_title = "Details"
+        self.query_one("#line-detail-box").border_title = "Details"
         self.query_one("#line-plot").border_title = "Signal history"
         if self.admin_app.site is not None:
             self.show_site(self.admin_app.site)

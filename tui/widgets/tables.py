@@ -20,6 +20,8 @@ def state_text(state: str) -> Text:
 
 def fill(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]], empty: str | None = None) -> None:
     """Replace all rows; keep the cursor on the same row key when it is still there."""
+    if not table.columns:  # not mounted yet: the screen's on_mount fills it
+        return
     selected: str | None = None
     if table.row_count and table.cursor_row >= 0:
         try:

@@ -8,6 +8,7 @@ const RECONNECT_DELAY_MS = 2000;
 const bl = {
   token: null, agent: null, ws: null, pc: null, stream: null,
   offer: null, call: null, wrapupTimer: null, callTimer: null, events: [],
+  conversations: new Map(), openThread: null,
 };
 window.bl = bl;  // for the browser tests and for debugging
 
@@ -27,6 +28,7 @@ $("login-form").addEventListener("submit", async (ev) => {
   $("who").textContent = `${body.name} (${body.agent_id})`;
   show("login-view", false); show("console-view", true);
   connectSocket();
+  loadConversations();
   connectAudio().catch((e) => { setAudio("failed", "audio failed: " + e.message); });
 });
 
@@ -107,6 +109,7 @@ function handle(msg) {
       break;
     case "call": renderCall(msg); break;
     case "error": error(msg.message); break;
+    case "sms": addMessage(msg); break;
   }
 }
 
@@ -190,3 +193,63 @@ $("btn-logout").onclick = () => {
   if (bl.stream) bl.stream.getTracks().forEach((t) => t.stop());
   show("console-view", false); show("login-view", true);
 };
+
+// --- SMS inbox -------------------------------------------------------------------------
+async function loadConversations() {
+  const res = await fetch("/api/conversations", {headers: {"authorization": "Bearer " + bl.token}});
+  if (!res.ok) return;
+  const body = await res.json();
+  for (const c of body.conversations) {
+    bl.conversations.set(c.conversation_id, {number: c.number, messages: c.messages});
+  }
+  renderConversations();
+}
+
+function addMessage(m) {
+  let conv = bl.conversations.get(m.conversation_id);
+  if (!conv) { conv = {number: m.number, messages: []}; bl.conversations.set(m.conversation_id, conv); }
+  if (!conv.messages.some((x) => x.key === m.key)) conv.messages.push(m);
+  renderConversations();
+  if (bl.openThread === m.conversation_id) renderThread();
+}
+
+function renderConversations() {
+  const ul = $("conversations");
+  ul.innerHTML = "";
+  const convs = [...bl.conversations.entries()].sort((a, b) => lastAt(b[1]) - lastAt(a[1]));
+  for (const [id, c] of convs) {
+    const li = document.createElement("li");
+    li.className = "conversation";
+    li.dataset.id = id;
+    const last = c.messages[c.messages.length - 1];
+    li.textContent = `${c.number}: ${last ? last.body.slice(0, 60) : ""}`;
+    li.onclick = () => { bl.openThread = id; renderThread(); };
+    ul.appendChild(li);
+  }
+}
+
+function lastAt(c) { return c.messages.length ? c.messages[c.messages.length - 1].at : 0; }
+
+function renderThread() {
+  const c = bl.conversations.get(bl.openThread);
+  if (!c) return;
+  show("thread", true);
+  $("thread-number").textContent = c.number;
+  const ol = $("thread-messages");
+  ol.innerHTML = "";
+  for (const m of c.messages) {
+    const li = document.createElement("li");
+    li.className = `message ${m.direction} ${m.status || ""}`;
+    li.textContent = `${m.direction === "in" ? "◀" : "▶"} ${m.body}`;
+    ol.appendChild(li);
+  }
+}
+
+$("reply-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const c = bl.conversations.get(bl.openThread);
+  const text = $("reply-text").value.trim();
+  if (!c || !text) return;
+  send("sms_reply", {number: c.number, text});
+  $("reply-text").value = "";
+});

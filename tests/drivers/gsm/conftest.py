@@ -63,7 +63,6 @@ async def attached(sim: GsmSimulator, *, profile=None, echo: bool = False, serve
     m = GsmModem(profile or sim.profile, emit=events, **kw)
     await m.connect(sim.port, sim.audio_port)
     sim.model.echo = echo
-    m.ch.echo_expected = echo
     task = asyncio.create_task(m.serve(), name="test-serve") if serve else None
     try:
         yield m, events

@@ -182,7 +182,7 @@ async def test_final_non_2xx_retransmitted_with_timer_g_until_ack(make_line, mon
         r = await peer.expect(480)
         times.append(loop.time())
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert gaps[1] > gaps[0] * 1.5  # doubling
+    assert gaps[2] > gaps[0] * 1.5  # doubling (T1, 2T1, 4T1 capped at T2)
     peer.send(peer.request("ACK", branch=branch, call_id=call_id, to_tag=r.to_addr.tag))
     with pytest.raises(TimeoutError):
         await peer.recv(timeout=0.6)  # > 2 * T2 with no further 480
@@ -410,3 +410,58 @@ async def test_no_ack_for_200_gives_bye_and_timeout(make_line, monkeypatch) -> N
         oks += 1
     assert msg.method == "BYE" and oks >= 3
     assert await call.wait_ended() is HangupCause.TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "from_header,extra",
+    [
+        ('From: "Anonymous" <sip:anonymous@anonymous.invalid>;tag=x1', ()),
+        ("From: <sip:5551234@127.0.0.1>;tag=x2", ("Privacy: id",)),
+    ],
+)
+async def test_withheld_caller_id(make_line, from_header, extra) -> None:
+    line, handler, peer = await make_line()
+    peer.send(_invite(peer, new_branch(), new_call_id(), from_header=from_header, extra=extra))
+    await peer.expect(100)
+    call = await handler.next_call()
+    assert call.caller.number is None and call.caller.presentation == "withheld"
+
+
+async def test_call_over_tcp_answers_and_byes_on_the_same_connection(make_line) -> None:
+    from drivers.sip.message import StreamFramer, response_bytes
+
+    line, handler, peer = await make_line()
+    reader, writer = await asyncio.open_connection("127.0.0.1", line.tcp_port)
+    framer = StreamFramer()
+    pending: list[bytes] = []
+
+    async def next_msg():
+        async with asyncio.timeout(WAIT_S):
+            while not pending:
+                pending.extend(framer.feed(await reader.read(4096)))
+        return parse_message(pending.pop(0), stream=True)
+
+    try:
+        call_id = new_call_id()
+        invite = _invite(peer, new_branch(), call_id).replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        writer.write(invite.encode())
+        assert (await next_msg()).status == 100
+        call = await handler.next_call()
+        await call.answer()
+        ok = await next_msg()
+        assert ok.status == 200 and b";transport=tcp" in ok.headers.get("Contact").encode()
+        ack = peer.request("ACK", branch=new_branch(), call_id=call_id, to_tag=ok.to_addr.tag)
+        writer.write(ack.replace("SIP/2.0/UDP", "SIP/2.0/TCP").encode())
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):
+            while call.state.value != "confirmed":
+                await asyncio.sleep(0.005)  # bounded poll: the ACK has no response to wait for
+        await call.hangup(HangupCause.AGENT_HUNG_UP)
+        bye = await next_msg()
+        assert isinstance(bye, SipRequest) and bye.method == "BYE" and bye.via.transport == "TCP"
+        writer.write(response_bytes(bye, 200))
+        await writer.drain()
+        assert await call.wait_ended() is HangupCause.AGENT_HUNG_UP
+    finally:
+        writer.close()
+        await writer.wait_closed()

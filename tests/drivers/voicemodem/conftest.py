@@ -47,15 +47,6 @@ async def running_line(sim: AnalogModemSim, calls: Calls, *, settings: ModemSett
             await task
 
 
-async def wait_until(predicate, timeout: float = WAIT_S, event: asyncio.Event | None = None) -> None:
-    """Wait on ``event`` (set by a callback) until ``predicate()`` holds."""
-    assert event is not None
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            event.clear()
-            await event.wait()
-
-
 def sweep_pcm(seconds: float = 1.0, amplitude: float = 0.95) -> bytes:
     """A 300-3000 Hz sweep at 8 kHz s16le, loud enough that 8-bit samples hit 0x10."""
     n = int(8000 * seconds)

@@ -90,9 +90,6 @@ def test_one_flipped_bit_is_caught():
 
 
 def test_unknown_mdmf_parameter_kept_as_hex():
-    msg = bytes([0x80, 0x07, 0x01, 0x00, 0x02, 0x02, 0x31, 0x32, 0x0B]) + b"\x00"
-    msg = msg[:-1] + bytes([(-sum(msg[:-1])) % 256])
-    # type 0x0B (unknown) is missing from the message above: build one with it
     params = bytes([0x02, 0x02]) + b"12" + bytes([0x0B, 0x01, 0xAA])
     body = bytes([0x80, len(params)]) + params
     line = (body + bytes([(-sum(body)) % 256])).hex().upper()

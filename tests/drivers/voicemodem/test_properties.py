@@ -129,3 +129,16 @@ def test_dle_event_dataclass_is_frozen():
     except AttributeError:
         return
     raise AssertionError("DleEvent must be frozen")
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.text(max_size=60), max_size=20), times=st.lists(st.floats(0, 100), max_size=20))
+def test_random_command_mode_lines_never_crash_the_machine(lines, times):
+    from drivers.voicemodem.state import LineMachine
+
+    m = LineMachine()
+    now = 0.0
+    for i, line in enumerate(["RING", *lines]):
+        now += times[i] if i < len(times) else 0.1
+        for event in m.on_line(line, now) + m.on_timer(now):
+            assert isinstance(event, (CallOffered, CallAbandoned, Notice))

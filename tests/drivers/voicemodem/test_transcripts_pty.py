@@ -1,4 +1,4 @@
-"""Analog transcripts 32, 34 and 36 through the real driver (AnalogLine) over a real pty.
+"""Analog transcripts 32, 34, 36 and 39 through the real driver (AnalogLine) over a real pty.
 
 The simulator answers commands; the ``←`` lines that matter are sent verbatim with
 ``send_raw`` so the driver sees exactly the transcript's bytes.
@@ -6,7 +6,8 @@ The simulator answers commands; the ``←`` lines that matter are sent verbatim 
 import asyncio
 
 from appliance.lines import CallerId, HangupCause
-from drivers.voicemodem.modem import ModemSettings, PortMode
+from drivers.voicemodem.dle import VoiceEvent
+from drivers.voicemodem.modem import ModemSettings, PlayResult, PortMode
 from drivers.voicemodem.state import LineState
 
 from .conftest import WAIT_S, Calls, running_line
@@ -109,3 +110,46 @@ async def test_transcript_36_answer_record_silence_busy_and_stop_handshake(sim_f
         assert len(frames) == len(expected) // 160
         assert got == pcm[: len(got)]
         assert call.audio.statistics()["rx_received_bytes"] == len(pcm)
+
+
+async def test_transcript_39_playback_underrun_then_handset_aborts(sim_factory):
+    sim = await sim_factory("conexant")
+    calls = Calls()
+    async with running_line(sim, calls, settings=ModemSettings(cid_wait_s=0.05)) as line:
+        sim.send_raw(b"\r\nRING\r\n")
+        call = await calls.next()
+        await call.answer()
+        modem = line.modem
+        await modem.stop_voice()  # out of +VTR, still off hook: ready to announce
+        play = asyncio.create_task(modem.play(bytes(2 * 8000 * 2)), name="test-play")  # 2 s of silence
+        await sim.wait_for(lambda: len(sim.received_audio) >= 800)  # 100 ms of audio
+        sim.send_raw(b"\x10u")  # buffer underrun (host was late)
+        await sim.wait_for(lambda: len(sim.received_audio) >= 2400)
+        sim.send_raw(b"\x10P")  # extension handset lifted (Conexant)
+        async with asyncio.timeout(WAIT_S):
+            assert await play is PlayResult.INTERRUPTED
+        assert in_order(sim.log, ("cmd", "AT+VTX"), ("result", "CONNECT"), ("dle", "\x18"), ("dle", "\x03"),
+                        ("result", "OK"))
+        assert set(sim.received_audio) == {0x80}  # silence, 8-bit offset binary
+        assert len(sim.received_audio) < 16000  # aborted well before the 2 s were sent
+        assert modem.machine.counts[VoiceEvent.UNDERRUN] == 1  # logged once, not fatal
+        assert modem.mode is PortMode.COMMAND
+        await call.hangup(HangupCause.AGENT_HUNG_UP)
+        assert sim.commands()[-1] == "AT+VLS=0"
+        assert await call.wait_ended() is HangupCause.AGENT_HUNG_UP
+
+
+async def test_playback_completes_and_modem_plays_out(sim_factory):
+    sim = await sim_factory("usr5637")
+    calls = Calls()
+    async with running_line(sim, calls, settings=ModemSettings(cid_wait_s=0.05)) as line:
+        sim.send_raw(b"\r\nRING\r\n")
+        call = await calls.next()
+        await call.answer()
+        await line.modem.stop_voice()
+        tone = bytes(range(0, 256, 2)) * 25  # 0.2 s of PCM bytes (includes values that shield)
+        async with asyncio.timeout(WAIT_S):
+            assert await line.modem.play(tone) is PlayResult.COMPLETED
+        assert in_order(sim.log, ("cmd", "AT+VTX"), ("dle", "\x03"), ("result", "OK"))
+        assert bytes(sim.received_audio) == sim.converter().from_pcm(tone)
+        await call.hangup(HangupCause.AGENT_HUNG_UP)
