@@ -224,7 +224,8 @@ class Admin:
             return s.CommandResult(False, f"line {cmd.line_id} did not answer {cmd.action} within {LINE_COMMAND_TIMEOUT_S:.0f}s")
         except Exception as exc:
             return s.CommandResult(False, f"{cmd.action} on {cmd.line_id} failed: {exc}")
-        detail = f": {answer}" if isinstance(answer, str) and answer else ""
+        text = answer if isinstance(answer, str) else getattr(answer, "text", None)  # UssdReply.text
+        detail = f": {text}" if text else ""
         return s.CommandResult(True, f"{cmd.action.replace('_', ' ')} done on {cmd.line_id}{detail}")
 
     # --- helpers -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from appliance.acd.router import Acd
 from appliance.calls import CallCenter
 from appliance.config import AgentConfig, BoxConfig
 from appliance.hub import Hub, Overflow
+from appliance.line_manager import LineManager
 from appliance.messaging import MessageCenter
 from appliance.storage import Store
 from appliance.web.server import ConsoleDeps, build_app
@@ -53,6 +54,7 @@ class Box:
         self.acd: Acd | None = None
         self.calls: CallCenter | None = None
         self.messages: MessageCenter | None = None
+        self.lines: LineManager | None = None
         self.sessions = Sessions(cfg.web.ice_host_addresses)
         self._runner: web.AppRunner | None = None
         self._lines: list[Any] = []
@@ -115,6 +117,8 @@ class Box:
 
         web_url = await self._start_web()
         sip_udp, sip_tcp = await self._start_sip()
+        self.lines = LineManager(cfg, self.hub.topic("lines"), self.calls.handle_inbound, self.messages)
+        await self.lines.start()
         self.endpoints = Endpoints(web_url, sip_udp, sip_tcp)
         self._write_endpoints()
         return self.endpoints
@@ -184,6 +188,8 @@ class Box:
         """Staged shutdown: calls, lines, web, storage. Each stage is bounded and logged."""
         if self.calls is not None:
             await self._stage("calls", self.calls.shutdown(SHUTDOWN_STAGES_S["calls"] - 1.0))
+        if self.lines is not None:
+            await self._stage("lines", self.lines.stop())
         for line in reversed(self._lines):
             await self._stage("lines", line.stop())
         await self.sessions.close_all()

@@ -34,7 +34,8 @@ if str(ROOT) not in sys.path:
 
 from appliance.records import CallOutcome, CallRecord  # noqa: E402
 from appliance.storage import Store, codec, envelope  # noqa: E402
-from appliance.storage.atomic import write_atomic  # noqa: E402
+from appliance.storage.atomic import serialise, write_atomic  # noqa: E402
+from appliance.storage.engine import Engine  # noqa: E402
 from appliance.storage.baseline import measure_raw_tinydb  # noqa: E402
 from appliance.storage.ids import new_msg_id  # noqa: E402
 from appliance.storage.shards import SHARD_CAP, ShardName, write_sidecar  # noqa: E402
@@ -67,11 +68,11 @@ def bulk_load(data: Path, n: int, branch: str = "bench") -> dict[str, list[str]]
 
     def flush(kind: str, period: str, docs: list[dict], seq: int) -> None:
         table = {str(j + 1): d for j, d in enumerate(docs)}
-        raw = envelope.encode({kind: table})
+        body, offsets = serialise({kind: table}, {})
+        raw = envelope.wrap(body)
         path = shards / ShardName(kind, period, seq).filename
         write_atomic(path, raw, durable=False)
-        entries = [codec.index_entry(kind, j + 1, d) for j, d in enumerate(docs)]
-        write_sidecar(path, envelope.read_header(raw)[0], entries)
+        write_sidecar(path, envelope.read_header(raw)[0], Engine.columns(kind, table, offsets[kind]))
 
     seqs: dict[tuple[str, str], int] = {}
     for i in range(n):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -50,7 +51,7 @@ class ScreenCommands(Provider):
 
 
 class BranchlineApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "Branchline site admin"
     MODES = {mode: cls for _, mode, _, cls in SCREENS_BY_KEY}
     COMMANDS = App.COMMANDS | {ScreenCommands}

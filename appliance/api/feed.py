@@ -78,6 +78,9 @@ class SiteFeed:
             task = asyncio.get_running_loop().create_task(self._pump(sub, handler), name=f"api-feed-{name}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        manager = getattr(self._box, "lines", None)
+        for status in getattr(manager, "status", lambda: [])():  # lines that came up before the API
+            self._on_line(status, publish=False)
         await self._seed_today()
         self._last_alarms = self.alarms()
         self._alarm_timer = asyncio.get_running_loop().call_later(ALARM_POLL_S, self._poll_alarms)
@@ -143,17 +146,22 @@ class SiteFeed:
                 if qcfg is not None:
                     self.deltas.publish(s.QueueChanged(self.queue_view(qcfg)))
 
-    def _on_line(self, status: Any) -> None:
+    def _on_line(self, status: Any, publish: bool = True) -> None:
         if not isinstance(status, LineStatus):
             return
+        if status.port:  # a GSM line is renamed gsm:<port> -> gsm:<IMEI> once the modem answers
+            for old_id, old in list(self._status.items()):
+                if old_id != status.line_id and old.port == status.port and old.kind == status.kind:
+                    del self._status[old_id]
         self._status[status.line_id] = status
         if status.signal is not None:
             hist = self._history.setdefault(status.line_id, deque(maxlen=SIGNAL_HISTORY))
             at = status.updated or self._clock()
             if not hist or hist[-1].signal != status.signal or at - hist[-1].at >= SIGNAL_SAMPLE_S:
                 hist.append(s.SignalSample(at, status.signal))
-        self.deltas.publish(s.LineChanged(self._line_view(status)))
-        self._poll_alarms(reschedule=False)
+        if publish:
+            self.deltas.publish(s.LineChanged(self._line_view(status)))
+            self._poll_alarms(reschedule=False)
 
     def _poll_alarms(self, reschedule: bool = True) -> None:
         current = self.alarms()
@@ -204,12 +212,11 @@ class SiteFeed:
         return line_view(status, caps, tuple(self._history.get(status.line_id, ())))
 
     def drivers(self) -> list[Any]:
-        lines = getattr(self._box, "lines", None)
-        if callable(lines):
-            lines = lines()
-        if lines is None:
-            lines = getattr(self._box, "_lines", [])  # until Box offers a public accessor
-        return list(lines)
+        """Every running line driver: the box's SIP line(s) and the modem lines of its LineManager."""
+        drivers = list(getattr(self._box, "_lines", []))  # SIP: started by the box itself (no public accessor yet)
+        manager = getattr(self._box, "lines", None)
+        drivers += list(getattr(manager, "lines", {}).values())
+        return drivers
 
     def driver(self, line_id: str) -> Any | None:
         return next((d for d in self.drivers() if driver_line_id(d) == line_id), None)

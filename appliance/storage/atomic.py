@@ -39,6 +39,36 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, sync_dir: boo
         fsync_dir(path.parent)
 
 
+def serialise(
+    tables: dict[str, Any], frags: dict[str, dict[str, tuple[Any, bytes]]]
+) -> tuple[bytes, dict[str, dict[str, tuple[int, int]]]]:
+    """The JSON body of ``tables`` and each document's (file offset, length).
+
+    ``frags`` caches each document's bytes while the document object stays the same, so a
+    commit serialises only what it touched. The bytes equal ``envelope.dumps`` of the tables.
+    """
+    out = bytearray(b"{")
+    offsets: dict[str, dict[str, tuple[int, int]]] = {}
+    base = envelope.HEADER_LEN
+    for t, (name, table) in enumerate(tables.items()):
+        cache = frags.setdefault(name, {})
+        where = offsets[name] = {}
+        out += b"%s%s:{" % (b"," if t else b"", envelope.dumps(name))
+        for i, (doc_id, doc) in enumerate(table.items()):
+            hit = cache.get(doc_id)
+            if hit is None or hit[0] is not doc:
+                hit = (doc, envelope.dumps(doc))
+                cache[doc_id] = hit
+            out += b'%s"%s":' % (b"," if i else b"", doc_id.encode())
+            where[doc_id] = (base + len(out), len(hit[1]))
+            out += hit[1]
+        for gone in cache.keys() - table.keys():
+            del cache[gone]
+        out += b"}"
+    out += b"}"
+    return bytes(out), offsets
+
+
 class ShardStorage(Storage):
     """TinyDB storage over one enveloped file; only the store's writer thread touches it.
 
@@ -56,6 +86,8 @@ class ShardStorage(Storage):
         # serialised documents by table and doc id, reused while the document object is unchanged:
         # a commit serialises only the documents it touched (TinyDB keeps untouched dicts as they are)
         self._frags: dict[str, dict[str, tuple[Any, bytes]]] = {}
+        # where each document sits in the file after the last flush: table -> doc id -> (offset, length)
+        self.offsets: dict[str, dict[str, tuple[int, int]]] = {}
 
     def read(self) -> dict[str, Any] | None:
         if self._tables is None:
@@ -65,6 +97,8 @@ class ShardStorage(Storage):
                 return None
             self._tables = envelope.decode(raw)  # raises CorruptFileError
             self.disk_digest = envelope.read_header(raw)[0]
+            body, offsets = serialise(self._tables, self._frags)  # primes the cache, finds offsets
+            self.offsets = offsets if body == raw[envelope.HEADER_LEN : -1] else {}
         return self._tables
 
     def write(self, data: dict[str, Any]) -> None:
@@ -76,21 +110,8 @@ class ShardStorage(Storage):
         self._frags.get(table, {}).pop(str(doc_id), None)
 
     def _body(self) -> bytes:
-        assert self._tables is not None
-        parts = []
-        for name, table in self._tables.items():
-            cache = self._frags.setdefault(name, {})
-            docs = []
-            for doc_id, doc in table.items():
-                hit = cache.get(doc_id)
-                if hit is None or hit[0] is not doc:
-                    hit = (doc, envelope.dumps(doc))
-                    cache[doc_id] = hit
-                docs.append(b'"%s":%s' % (doc_id.encode(), hit[1]))
-            for gone in cache.keys() - table.keys():
-                del cache[gone]
-            parts.append(b"%s:{%s}" % (envelope.dumps(name), b",".join(docs)))
-        return b"{%s}" % b",".join(parts)
+        body, self.offsets = serialise(self._tables or {}, self._frags)
+        return body
 
     def flush(self, *, sync_dir: bool) -> None:
         if not self.dirty or self._tables is None:
@@ -103,6 +124,7 @@ class ShardStorage(Storage):
     def discard(self) -> None:
         self._tables = None
         self._frags.clear()
+        self.offsets = {}
         self.dirty = False
 
     def close(self) -> None:

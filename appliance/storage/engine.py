@@ -15,7 +15,8 @@ from typing import Any
 from tinydb.table import Document
 
 from appliance.storage import codec, envelope
-from appliance.storage.index import Index, pack, unpack
+from appliance.storage.atomic import ShardStorage
+from appliance.storage.index import Index, pack, span, unpack
 from appliance.storage.models import Alarm, AlarmKind, SyncState
 from appliance.storage.shards import SHARD_CAP, ShardSet, read_sidecar, sidecar_path, write_sidecar
 
@@ -26,9 +27,11 @@ class Engine:
     def __init__(self, shards_dir: Path, branch: str, report: Callable[[Alarm], None], *, cap: int = SHARD_CAP) -> None:
         self.branch = branch
         self.shards = ShardSet(shards_dir, cap=cap)
+        self.shards.on_evict = self.write_sidecar
         self.index = Index()
         self._report = report
         self._stale_sidecars: dict[int, str] = {}  # shard no -> digest its sidecar must be written for
+        self._sidecar_written: set[int] = set()  # full shards whose sidecar was written once
 
     # ---- start-up ----
     def load(self, *, verify_all: bool = False, recent_periods: frozenset[str] = frozenset()) -> None:
@@ -39,30 +42,54 @@ class Engine:
         """
         for name in self.shards.scan():
             path = self.shards.root / name.filename
+            full = verify_all or name.period in recent_periods
             try:
-                with open(path, "rb") as f:
-                    head = f.read(envelope.HEADER_LEN)
-                    size = f.seek(0, 2)
-                shard_digest, length = envelope.read_header(head)
-                if size != envelope.file_size_for(length):
-                    raise envelope.CorruptFileError(f"size {size} != {envelope.file_size_for(length)}")
-                entries = None
-                if not verify_all and name.period not in recent_periods:
-                    entries = read_sidecar(path, shard_digest)
-                if entries is None:
-                    tables = envelope.decode(path.read_bytes())
-                    entries = self._entries(name.kind, tables.get(name.kind, {}))
-                    write_sidecar(path, shard_digest, entries)
+                if full:
+                    raw = path.read_bytes()
+                    envelope.verify(raw)
+                    shard_digest = envelope.read_header(raw)[0]
+                else:
+                    with open(path, "rb") as f:
+                        head = f.read(envelope.HEADER_LEN)
+                        size = f.seek(0, 2)
+                    shard_digest, length = envelope.read_header(head)
+                    if size != envelope.file_size_for(length):
+                        raise envelope.CorruptFileError(f"size {size} != {envelope.file_size_for(length)}")
+                cols = read_sidecar(path, shard_digest)
+                if cols is None:
+                    st = ShardStorage(str(path))
+                    tables = st.read() or {}
+                    cols = self.columns(name.kind, tables.get(name.kind, {}), st.offsets.get(name.kind, {}))
+                    write_sidecar(path, shard_digest, cols)
             except envelope.CorruptFileError as exc:
                 self._corrupt(path, str(exc))
                 continue
-            no = self.shards.register(name, len(entries))
-            for entry in entries:
-                self.index.add(name.kind, no, entry)
+            no = self.shards.register(name, len(cols["keys"]))
+            self.index.add_columns(name.kind, no, cols)
+            if full:
+                self.shards.mark_verified(no)
+            if len(cols["keys"]) >= self.shards.cap:
+                self._sidecar_written.add(no)
 
     @staticmethod
     def _entries(kind: str, raw_table: dict[str, Any]) -> list[list[Any]]:
         return [codec.index_entry(kind, int(doc_id), doc) for doc_id, doc in raw_table.items()]
+
+    @staticmethod
+    def columns(kind: str, raw_table: dict[str, Any], offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """A shard's index columns (the sidecar content)."""
+        cols: dict[str, Any] = {"ids": [], "keys": [], "at": [], "cust": [], "terms": [], "off": [], "len": []}
+        for i, (doc_id, doc) in enumerate(raw_table.items()):
+            did, key, at, cust, terms = codec.index_entry(kind, int(doc_id), doc)
+            off, ln = offsets.get(doc_id, (0, 0))
+            cols["ids"].append(did)
+            cols["keys"].append(key)
+            cols["at"].append(at)
+            cols["cust"].append(cust)
+            cols["terms"].extend([i, t] for t in terms)
+            cols["off"].append(off)
+            cols["len"].append(ln)
+        return cols
 
     def _corrupt(self, path: Path, why: str) -> None:
         aside = self.shards.move_aside(path)
@@ -92,16 +119,32 @@ class Engine:
             raise
         self.index.commit()
         for no, d in digests.items():
+            self._relocate(no)
             self._stale_sidecars[no] = d
-            if self.shards.count(no) >= self.shards.cap:  # a full shard rarely changes again: index it now
-                self.write_sidecar(no)
+            if self.shards.count(no) >= self.shards.cap and no not in self._sidecar_written:
+                self.write_sidecar(no)  # a full shard rarely changes again: index it once now
+                self._sidecar_written.add(no)
+
+    def _relocate(self, no: int) -> None:
+        """Record every document's new byte span after a rewrite of shard ``no``."""
+        st = self.shards.open_storage(no)
+        kind = self.shards.name(no).kind
+        if st is None:
+            return
+        raw_table = (st.read() or {}).get(kind, {})
+        offsets = st.offsets.get(kind, {})
+        for doc_id, doc in raw_table.items():
+            off, ln = offsets.get(doc_id, (0, 0))
+            self.index.relocate(kind, doc["_key"], pack(no, int(doc_id), off, ln))
 
     def write_sidecar(self, no: int) -> None:
-        """Sidecars of shards still being filled are written at close (or rebuilt at start)."""
+        """Sidecars of shards still filling are written at close, or rebuilt at the next start."""
         d = self._stale_sidecars.pop(no, None)
-        if d is not None and self.shards.is_open(no):
-            raw_table = self.shards.table(no)._read_table()
-            write_sidecar(self.shards.path(no), d, self._entries(self.shards.name(no).kind, raw_table))
+        st = self.shards.open_storage(no)
+        if d is not None and st is not None:
+            kind = self.shards.name(no).kind
+            raw_table = (st.read() or {}).get(kind, {})
+            write_sidecar(self.shards.path(no), d, self.columns(kind, raw_table, st.offsets.get(kind, {})))
 
     def write_sidecars(self) -> None:
         for no in list(self._stale_sidecars):
@@ -133,6 +176,18 @@ class Engine:
         loc = self.index.loc(kind, key)
         if loc is None:
             return None
+        no, _ = unpack(loc)
+        off, ln = span(loc)
+        if ln and not self.shards.is_open(no):  # cold shard: read just this document
+            try:
+                doc = self.shards.read_span(no, off, ln)
+            except envelope.CorruptFileError as exc:
+                self._drop_corrupt_shard(no, str(exc))
+                return None
+            except (OSError, ValueError):
+                doc = None  # a stale span: fall back to the parsed shard
+            if isinstance(doc, dict) and doc.get("_key") == key:
+                return doc
         return self._doc(loc)[2]
 
     def upsert(self, kind: str, key: str, body: dict[str, Any], now: float) -> str:

@@ -61,8 +61,8 @@ def file_size_for(body_len: int) -> int:
 HEADER_LEN = _HEADER_LEN
 
 
-def decode(raw: bytes) -> Any:
-    """The tables inside an envelope; raises CorruptFileError when anything does not match."""
+def verify(raw: bytes) -> bytes:
+    """The body of an envelope after its header, length and checksum checks (no JSON parse)."""
     hexdigest, length = read_header(raw)
     if len(raw) != file_size_for(length):
         raise CorruptFileError(f"length {len(raw)} != {file_size_for(length)} (truncated or padded)")
@@ -71,6 +71,12 @@ def decode(raw: bytes) -> Any:
     body = raw[_HEADER_LEN:-1]
     if digest(body) != hexdigest:
         raise CorruptFileError("checksum mismatch")
+    return body
+
+
+def decode(raw: bytes) -> Any:
+    """The tables inside an envelope; raises CorruptFileError when anything does not match."""
+    body = verify(raw)
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # checksum matched: a bug, not a torn write

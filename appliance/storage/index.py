@@ -1,28 +1,40 @@
 """The in-memory indexes, rebuilt at start from per-shard sidecars, with an undo log per commit.
 
-Why rebuild instead of journaling: shards are the only source of truth. Each shard has a
-sidecar (``<shard>.idx``) holding the index entries of its documents and the digest of
-the shard body they were computed from. Sidecars are written without fsync; at start a
-sidecar whose recorded digest differs from its shard's header (crash between the two
-renames, or a lost sidecar) is rebuilt from the shard. So the indexes can never disagree
-with the acknowledged data, and start-up reads ~40 bytes of each shard plus small sidecars.
+Why rebuild instead of journaling: shards are the only source of truth. Each shard may have
+a sidecar (``<shard>.idx``) holding the index columns of its documents and the digest of the
+shard body they were computed from. Sidecars are written without fsync, when a shard fills
+up and at close; at start a sidecar whose digest differs from its shard's header (crash,
+lost or torn sidecar) is ignored and the shard parsed instead. So the indexes can never
+disagree with the acknowledged data, and start-up mostly reads headers and small sidecars.
 
-Memory: about 150 bytes per document (1M documents ~ 150 MB) - locations are packed ints.
+A location packs shard number, TinyDB doc id and the document's byte span in the shard
+file into one int, so a point read of a cold shard needs no full parse. Memory: roughly
+150 bytes per document (1M documents ~ 150-250 MB with the customer timeline).
 """
 from __future__ import annotations
 
 from typing import Any
 
-LOC_BITS = 24  # doc ids per shard are far below 2**24 (shards are capped at a few hundred docs)
+_ID_BITS, _OFF_BITS, _LEN_BITS = 20, 24, 20
 _MISSING = object()
 
 
-def pack(shard_no: int, doc_id: int) -> int:
-    return (shard_no << LOC_BITS) | doc_id
+def pack(shard_no: int, doc_id: int, offset: int = 0, length: int = 0) -> int:
+    """``length`` 0 means "span unknown": read through the parsed shard."""
+    if offset >= 1 << _OFF_BITS or length >= 1 << _LEN_BITS:
+        offset = length = 0
+    return (((shard_no << _ID_BITS | doc_id) << _OFF_BITS | offset) << _LEN_BITS) | length
 
 
 def unpack(loc: int) -> tuple[int, int]:
-    return loc >> LOC_BITS, loc & ((1 << LOC_BITS) - 1)
+    """(shard number, doc id)."""
+    head = loc >> (_OFF_BITS + _LEN_BITS)
+    return head >> _ID_BITS, head & ((1 << _ID_BITS) - 1)
+
+
+def span(loc: int) -> tuple[int, int]:
+    """(file offset, length) of the document's JSON; length 0 when unknown."""
+    return (loc >> _LEN_BITS) & ((1 << _OFF_BITS) - 1), loc & ((1 << _LEN_BITS) - 1)
 
 
 class Index:
@@ -30,7 +42,6 @@ class Index:
 
     def __init__(self) -> None:
         self._primary: dict[str, dict[str, int]] = {}
-        self._at: dict[str, dict[str, float]] = {}
         self._terms: dict[str, tuple[str, str]] = {}
         self._customer: dict[str, dict[tuple[str, str], float]] = {}
         self._undo: list[tuple[Any, ...]] | None = None
@@ -42,18 +53,20 @@ class Index:
     def commit(self) -> None:
         self._undo = None
 
+    def untracked(self) -> "_Untracked":
+        """Changes made inside are not undone by ``rollback`` (for files already deleted)."""
+        return _Untracked(self)
+
     def rollback(self) -> None:
         undo, self._undo = self._undo or [], None
         for item in reversed(undo):
             what = item[0]
             if what == "p":
-                _, kind, key, loc, at = item
+                _, kind, key, loc = item
                 if loc is _MISSING:
                     self._primary[kind].pop(key, None)
-                    self._at[kind].pop(key, None)
                 else:
                     self._primary.setdefault(kind, {})[key] = loc
-                    self._at.setdefault(kind, {})[key] = at
             elif what == "t":
                 _, term, old = item
                 if old is _MISSING:
@@ -67,19 +80,13 @@ class Index:
                 else:
                     self._customer.setdefault(cust, {})[ref] = old
 
-    def untracked(self) -> "_Untracked":
-        """Changes made inside are not undone by ``rollback`` (for files already deleted)."""
-        return _Untracked(self)
-
     # ---- updates ----
-    def add(self, kind: str, shard_no: int, entry: list[Any]) -> None:
+    def add(self, kind: str, shard_no: int, entry: list[Any], offset: int = 0, length: int = 0) -> None:
         doc_id, key, at, customer, terms = entry
         prim = self._primary.setdefault(kind, {})
-        ats = self._at.setdefault(kind, {})
         if self._undo is not None:
-            self._undo.append(("p", kind, key, prim.get(key, _MISSING), ats.get(key)))
-        prim[key] = pack(shard_no, doc_id)
-        ats[key] = at
+            self._undo.append(("p", kind, key, prim.get(key, _MISSING)))
+        prim[key] = pack(shard_no, doc_id, offset, length)
         for term in terms:
             if self._undo is not None:
                 self._undo.append(("t", term, self._terms.get(term, _MISSING)))
@@ -90,15 +97,30 @@ class Index:
                 self._undo.append(("c", customer, (kind, key), refs.get((kind, key), _MISSING)))
             refs[(kind, key)] = at
 
+    def add_columns(self, kind: str, shard_no: int, cols: dict[str, Any]) -> None:
+        """Bulk load one shard's sidecar columns (start-up; no undo)."""
+        prim = self._primary.setdefault(kind, {})
+        keys = cols["keys"]
+        prim.update(zip(keys, map(pack, [shard_no] * len(keys), cols["ids"], cols["off"], cols["len"])))
+        for i, term in cols["terms"]:
+            self._terms[term] = (kind, keys[i])
+        for key, at, cust in zip(keys, cols["at"], cols["cust"]):
+            if cust:
+                self._customer.setdefault(cust, {})[(kind, key)] = at
+
+    def relocate(self, kind: str, key: str, loc: int) -> None:
+        """New byte span after a rewrite (post-commit, never undone)."""
+        prim = self._primary.get(kind)
+        if prim is not None and key in prim:
+            prim[key] = loc
+
     def remove(self, kind: str, entry: list[Any]) -> None:
         _, key, _, customer, terms = entry
         prim = self._primary.get(kind, {})
         if key in prim:
-            ats = self._at[kind]
             if self._undo is not None:
-                self._undo.append(("p", kind, key, prim[key], ats.get(key)))
+                self._undo.append(("p", kind, key, prim[key]))
             del prim[key]
-            ats.pop(key, None)
         for term in terms:
             if self._terms.get(term) == (kind, key):
                 if self._undo is not None:

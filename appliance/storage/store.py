@@ -38,6 +38,7 @@ T = TypeVar("T")
 WRITE_QUEUE_MAX = 1024  # queued writes before callers wait; ~1 s of the worst burst we expect
 MAX_BATCH = 256  # ops per group commit: bounds one commit's latency (~a few shard rewrites)
 COMMIT_TIMEOUT_S = 30.0  # an SD card in garbage collection can stall seconds; 30 s means the disk is gone
+OPEN_TIMEOUT_S = 600.0  # start-up incl. migrations and index rebuild; years of records on an SD card
 READ_TIMEOUT_S = 10.0  # a read waits for at most one commit plus a shard load
 CLOSE_TIMEOUT_S = 10.0  # drain queued writes at shutdown (fits the "final_write" stage budget)
 DEFAULT_MIN_FREE_BYTES = 512 * 1024 * 1024  # below this free space new recordings are refused
@@ -88,7 +89,7 @@ class Store:
         self = cls(data_dir, branch, retention or RetentionPolicy(), min_free_bytes)
         self.encryption_key = encryption_key
         try:
-            await self._call(self._start, verify_all)
+            await self._call(self._start, verify_all, timeout=OPEN_TIMEOUT_S)
         except BaseException:
             self._io.shutdown(wait=False)
             raise

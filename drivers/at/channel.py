@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from drivers.at.errors import AtError, AtTimeout, PortLost, cme_error, cms_error
-from drivers.at.framer import AtFramer, Line, Prompt
+from drivers.at.framer import AtFramer, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +244,9 @@ class AtChannel:
             self.needs_resync = True
             log.warning("%s: no answer to %s within %.1fs; will resync", self.name, command, timeout)
             raise AtTimeout(command, tuple(p.lines)) from None
+        except asyncio.CancelledError:
+            self.needs_resync = not p.future.done()  # its late answer must not complete the next command
+            raise
         finally:
             self._pending = None
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import Callable
+
 from drivers.at.errors import PortLost
 from drivers.serial_port import SerialLink
+from media.dtmf import DtmfDetector
 from media.frames import FRAME_BYTES, PcmFifo
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,12 @@ class ModemAudio:
         self.dropped_out = 0
         self._warned = False
         self.arrived = asyncio.Event()  # set whenever call audio arrives (for owners that wait, not poll)
+        self._detector: DtmfDetector | None = None
+        self._on_digit: Callable[[str], None] | None = None
+
+    def detect_dtmf(self, on_digit: Callable[[str], None]) -> None:
+        """Run the in-band DTMF detector on received call audio (modems without a DTMF URC)."""
+        self._detector, self._on_digit = DtmfDetector(), on_digit
 
     def attach(self, link: SerialLink | None) -> None:
         self._link = link
@@ -39,9 +48,14 @@ class ModemAudio:
         if self.enabled:
             self._fifo.push(data)
             self.arrived.set()
+            if self._detector is not None and self._on_digit is not None:
+                for digit in self._detector.feed(data):
+                    self._on_digit(digit)
 
     def enable(self) -> None:
         self._fifo = PcmFifo(max_ms=AUDIO_JITTER_MS)
+        if self._detector is not None:
+            self._detector = DtmfDetector()
         self.enabled = True
         self._warned = False
 

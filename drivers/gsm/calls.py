@@ -180,7 +180,8 @@ class CallMachine:
                 return [Progress(CallState.ALERTING)]
             if item.stat == 0 and s in (CallState.DIALING, CallState.ALERTING):
                 self._go(CallState.ACTIVE, "+CLCC active")
-                return [Connected(), Progress(CallState.ACTIVE)]
+                audio: list[Effect] = [EnableAudio()] if self.profile.audio_start is AudioStart.ON_ANSWER else []
+                return [Connected(), Progress(CallState.ACTIVE), *audio]
             if item.stat == 6 and s is not CallState.IDLE:
                 return self._end(self._remote_cause(), "+CLCC released")
             return []

@@ -18,6 +18,7 @@ from typing import Hashable
 from drivers.gsm.pdu import Deliver
 
 CONCAT_TIMEOUT_S = 24 * 3600.0  # SMSCs retry parts for hours; a day is the usual product limit
+MAX_OPEN_SETS = 256  # beyond this the oldest incomplete set is delivered early (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,9 @@ class Reassembler:
             out.append(_assemble(self._sets.pop(key)))  # reference reused for a new message
             s = None
         if s is None:
+            if len(self._sets) >= MAX_OPEN_SETS:
+                oldest = min(self._sets, key=lambda k: self._sets[k].first_seen)
+                out.append(_assemble(self._sets.pop(oldest)))
             s = self._sets[key] = _Set(now, c.total)
         s.parts[c.seq] = (msg, raw_pdu)
         s.tokens += tokens

@@ -11,6 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Callable
 
 from appliance.lines import CallerId, CallGone, HangupCause, LineKind
+from drivers.at.errors import DriverError
 from drivers.gsm.audio import ModemAudio
 from drivers.gsm.calls import CallState
 
@@ -36,7 +37,7 @@ class GsmCall:
         self.history: list[CallState] = [self.state]
         self.end_detail = ""
         self.duration_s: int | None = None
-        self.needs_inband_dtmf = modem.profile.dtmf_urc is None  # Huawei: run media/dtmf on self.audio
+        self.inband_dtmf = modem.profile.dtmf_urc is None  # Huawei: media/dtmf runs on the received audio
         self._modem = modem
         self._changed = asyncio.Event()
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
@@ -85,7 +86,10 @@ class GsmCall:
     async def answer(self) -> None:
         if self.ended:
             raise CallGone(self.end_detail)
-        await self._modem.answer()
+        try:
+            await self._modem.answer()
+        except DriverError as exc:  # the modem vanished under us: the call is gone too
+            raise CallGone(f"answer failed: {exc}") from None
         try:
             await self.wait_state(CallState.ACTIVE, CONNECT_WAIT_S)
         except TimeoutError:

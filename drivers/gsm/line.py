@@ -87,7 +87,8 @@ class GsmLine:
         self._handler = handler
         async with asyncio.TaskGroup() as tg:  # call handlers outlive a modem session
             self._tg = tg
-            await supervise(f"GSM line {self.line_id}", self._session, backoff=self._backoff)
+            where = self.config.port or self.config.usb
+            await supervise(f"GSM modem at {where}", self._session, backoff=self._backoff)
 
     async def _session(self) -> None:
         candidates = list(self._discover())

@@ -33,10 +33,12 @@ KEEPALIVE_S = 30.0  # an idle modem is poked this often; a dead USB link is foun
 KEEPALIVE_TIMEOUT_S = 5.0
 SMS_QUEUE_MAX = 64  # pending SMS notifications; beyond that we sweep the store instead
 USSD_TIMEOUT_S = 30.0  # the network answers USSD in 1-30 s
+USSD_RELEASE_GRACE_S = 2.0  # after "+CUSD: 2,<text>" the real reply follows within ~1 s, if at all
 DIAL_TIMEOUT_S = 30.0  # ATD returns OK at once on most; with COLP=1 only when answered
 RING_GONE_S = 8.0  # no RING for this long: ask +CLCC whether the caller is still there
 CLCC_POLL_S = 1.0  # while dialing on modems without progress URCs
 AUDIO_RETRY_S = 0.5  # AT+CPCMREG=1 answering ERROR on a degraded SIM7600: retry after this
+UNEXPECTED_LOG_LIMIT = 5  # garbage lines logged at INFO per session, then only at DEBUG
 CONCAT_SWEEP_S = 60.0  # how often incomplete concatenated SMS sets are checked for timeout
 
 
@@ -50,6 +52,8 @@ class GsmModem:
         self._on_incoming = on_incoming
         self.pin = pin
         self.audio = ModemAudio()
+        if profile.dtmf_urc is None:  # Huawei: no DTMF URC; detect the tones in the call audio
+            self.audio.detect_dtmf(self._inband_digit)
         self.machine = cm.CallMachine(profile)
         self.call: GsmCall | None = None
         self.ch: AtChannel | None = None
@@ -67,6 +71,7 @@ class GsmModem:
         self._last_ring = 0.0
         self._tasks: set[asyncio.Task] = set()
         self.ready = asyncio.Event()
+        self.unexpected_lines = 0
 
     # ---- ports ---------------------------------------------------------------------------
     async def connect(self, port: str, audio_port: str | None = None) -> None:
@@ -142,12 +147,16 @@ class GsmModem:
         """Background loops until the port is lost; raises PortLost / AtTimeout."""
         assert self.link is not None
         self._queue_sms(("sweep",))
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._keepalive(), name=f"{self.line_id} keepalive")
-            tg.create_task(self._sms_worker(), name=f"{self.line_id} sms")
-            tg.create_task(self._watch_calls(), name=f"{self.line_id} call-watch")
-            await asyncio.shield(self.link.lost)
-            raise PortLost(f"{self.link.name} disappeared")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._keepalive(), name=f"{self.line_id} keepalive")
+                tg.create_task(self._sms_worker(), name=f"{self.line_id} sms")
+                tg.create_task(self._watch_calls(), name=f"{self.line_id} call-watch")
+                await asyncio.shield(self.link.lost)
+                raise PortLost(f"{self.link.name} disappeared")
+        except ExceptionGroup as eg:  # report the first real cause to the supervisor, not the group
+            lost = [e for e in eg.exceptions if isinstance(e, PortLost)]
+            raise (lost or list(eg.exceptions))[0] from None
 
     async def _keepalive(self) -> None:
         assert self.ch is not None
@@ -244,7 +253,14 @@ class GsmModem:
         elif isinstance(item, urc.PinState):
             log.info("%s: SIM state %s", self.line_id, item.state)
         elif isinstance(item, urc.Unknown):
-            log.debug("%s: unexpected line %r", self.line_id, item.text)
+            self.unexpected_lines += 1
+            level = logging.INFO if self.unexpected_lines <= UNEXPECTED_LOG_LIMIT else logging.DEBUG
+            log.log(level, "%s: ignoring unexpected line from modem: %r", self.line_id, item.text[:80])
+
+    def _inband_digit(self, digit: str) -> None:
+        self._emit(DtmfReceived(self.line_id, digit, None))
+        if self.call is not None:
+            self.call.deliver_dtmf(digit)
 
     def _apply(self, effects: list[cm.Effect]) -> None:
         for e in effects:
@@ -319,11 +335,13 @@ class GsmModem:
         self._apply(self.machine.handle(cm.LocalHangup(cause)))
         try:
             await self.ch.command(self.profile.hangup, urgent=True)
-        except AtError as exc:
-            log.info("%s: %s -> %s (call already gone?)", self.line_id, self.profile.hangup, exc.final)
+        except DriverError as exc:
+            log.info("%s: %s failed (%s); call already gone?", self.line_id, self.profile.hangup, exc)
 
     async def dial(self, number: str) -> GsmCall:
         assert self.ch is not None
+        if self.machine.state is not cm.CallState.IDLE:
+            raise DriverError(f"{self.line_id} is busy ({self.machine.state}); cannot dial")
         self._apply(self.machine.handle(cm.Dialled(number)))
         call = GsmCall(self, CallerId(number), direction="out", called=number)
         self.call = call
@@ -369,6 +387,12 @@ class GsmModem:
             return
         reply = UssdReply(self.line_id, res.status, res.text, res.dcs)
         if self._ussd is not None and not self._ussd.done():
+            if res.status == 2 and res.text:
+                # "+CUSD: 2,"Initiating Release"" may precede the real answer: give it a moment
+                fut = self._ussd
+                asyncio.get_running_loop().call_later(
+                    USSD_RELEASE_GRACE_S, lambda: fut.done() or fut.set_result(reply))
+                return
             self._ussd.set_result(reply)
         else:
             self._emit(reply)  # network-initiated notification

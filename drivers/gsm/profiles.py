@@ -76,7 +76,7 @@ SIMCOM = replace(
     GENERIC,
     key="simcom",
     name="SIMCom SIM7600",
-    urc_prefixes=BASE_URCS + ("VOICE CALL:", "^DSCI:", "+CPIN READY"),
+    urc_prefixes=BASE_URCS + ("VOICE CALL:", "^DSCI:"),
     noise_prefixes=("+CFUN:", "RDY", "PB DONE", "SMS DONE"),
     vendor_init=("AT+CLCC=1",),
     audio_start=AudioStart.ON_VOICE_BEGIN,

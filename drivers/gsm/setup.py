@@ -22,6 +22,7 @@ WAKE_TIMEOUT_S = 1.0  # per attempt; "AT" answers in 5-300 ms
 SIM_BUSY_FIRST_S = 0.2  # back-off after "+CME ERROR: 14": 0.2, 0.4, 0.8 ... capped below
 SIM_BUSY_MAX_STEP_S = 3.2
 SIM_BUSY_BUDGET_S = 20.0  # SIM-busy windows of 2-15 s are normal after PIN entry; give 20 s
+CLAC_TIMEOUT_S = 10.0  # AT+CLAC prints a few hundred lines; slow UARTs need several seconds
 CFUN_BUSY_CODES = frozenset({14, 515})  # SIM busy; vendor "device busy/initialising"
 _sleep = asyncio.sleep  # back-off waits go through here (tests record them)
 
@@ -168,7 +169,7 @@ async def configure(ch: AtChannel, profile: ModemProfile, pin: str | None = None
         storage = m.group(1) if m else None
     except AtError as exc:
         log.info("%s: AT+CPMS? not accepted (%s)", ch.name, exc.final)
-    await best_effort(ch, "AT+CNMI=2,1,0,2,0", "AT+CLIP=1", "AT+CRC=1", "AT+CVHU=0", "AT+CREG=2",
+    await best_effort(ch, "AT+CNMI=2,1,0,2,0", "AT+CLIP=1", "AT+CRC=1", "AT+CVHU=0", "AT+CREG=2", "AT+CEREG=2",
                       *profile.vendor_init, *profile.dtmf_detect_on)
     return storage
 
@@ -208,7 +209,7 @@ async def voice_supported(ch: AtChannel, profile: ModemProfile) -> bool:
 async def supported_commands(ch: AtChannel) -> frozenset[str]:
     """``AT+CLAC``; Huawei lists bare names with ``\\r\\r\\n`` ends (the framer copes)."""
     try:
-        r = await ch.command("AT+CLAC", timeout=10.0)
+        r = await ch.command("AT+CLAC", timeout=CLAC_TIMEOUT_S)
     except AtError:
         return frozenset()
     return frozenset(line.split(":", 1)[1].strip() if line.startswith("+CLAC:") else line.strip() for line in r.lines)

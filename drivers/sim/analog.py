@@ -120,6 +120,7 @@ class AnalogModemSim:
         self.dial_result = dial_result
         self.stop_trailer = b""  # audio sent between <DLE>! and <DLE><ETX>
         self.stop_reply_delay_s = 0.0  # how long the modem takes to answer <DLE>! (0: at once)
+        self.ignores_stop_receive = False  # a modem that only leaves voice data on <DLE><ETX> (bare OK)
         self.log: deque[tuple[str, str]] = deque(maxlen=MAX_LOG)  # ("cmd", "AT+VLS=1"), ("dle", "!") ...
         self.received_audio = bytearray()  # host audio (unshielded, modem format)
         self.sent_audio = bytearray()  # streamed audio before shielding (modem format)
@@ -222,6 +223,8 @@ class AnalogModemSim:
 
     def _on_host_dle(self, event: DleEvent) -> None:
         self._note("dle", event.code)
+        if event.kind is VoiceEvent.STOP_RECEIVE and self.ignores_stop_receive:
+            return
         if event.kind is VoiceEvent.STOP_RECEIVE or event.kind is VoiceEvent.END_OF_STREAM:
             self._stop_stream()
             if event.kind is VoiceEvent.STOP_RECEIVE:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import re
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from drivers.at.framer import AtFramer, Line

@@ -18,7 +18,7 @@ from drivers.sip.errors import SdpError
 from drivers.sip.headers import Headers
 from drivers.sip.message import SipRequest, serialize_request
 from drivers.sip.sdp import Negotiated, SessionDescription, build_answer, negotiate, parse_sdp
-from drivers.sip.uri import parse_name_addr
+from drivers.sip.uri import is_digits, parse_name_addr
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_branch, new_tag
 from media.rtp import RtpSession
 
@@ -280,7 +280,7 @@ class SipCall:
                 target_uri = parse_name_addr(contact).uri
                 target = str(target_uri)
                 next_hop = parse_name_addr(routes[0]).uri if routes else target_uri
-                if next_hop.port and next_hop.host.replace(".", "").isdigit():
+                if next_hop.port and is_digits(next_hop.host.replace(".", "")):
                     conn = conn.redirect((next_hop.host, next_hop.port))
         except ValueError:
             pass

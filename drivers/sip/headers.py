@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from drivers.sip.errors import SipSyntaxError
-from drivers.sip.uri import Params, parse_params
+from drivers.sip.uri import Params, is_digits, parse_params
 
 # RFC 3261 §7.3.3 and later RFCs (3265, 3515, 3892, 3841, 4028, 4474)
 COMPACT_FORMS = {
@@ -172,7 +172,7 @@ def parse_via(value: str) -> Via:
     portpart = portpart.strip()
     if not host or " " in host:
         raise SipSyntaxError(f"bad Via sent-by {value!r}")
-    if portpart and (not portpart.isdigit() or not 0 < int(portpart) < 65536):
+    if portpart and (not is_digits(portpart) or not 0 < int(portpart) < 65536):
         raise SipSyntaxError(f"bad Via port {value!r}")
     return Via(parts[2].upper(), host.lower(), int(portpart) if portpart else None, parse_params(ptext))
 
@@ -191,7 +191,7 @@ MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less tha
 
 def parse_cseq(value: str) -> CSeq:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > MAX_CSEQ:
+    if len(parts) != 2 or not is_digits(parts[0]) or int(parts[0]) > MAX_CSEQ:
         raise SipSyntaxError(f"bad CSeq {value!r}")
     if not parts[1].isalpha() or not parts[1].isascii():
         raise SipSyntaxError(f"bad CSeq method {value!r}")

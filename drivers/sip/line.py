@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 
 from appliance.lines import HangupCause, IncomingCallHandler
 from drivers.sip.call import SipCall
+from drivers.sip.digest import DigestServer
 from drivers.sip.errors import SdpError
+from drivers.sip.uri import is_digits
+from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.message import SipRequest
+from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
 from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.transport import SipTransports
+from drivers.sip.trunk import TrunkConfig, TrunkRegistration, TrunkStatus
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import DEFAULT_PORT_RANGE, RtpSession
 
@@ -40,6 +45,27 @@ class SipLineConfig:
     line_id: str = "sip"
     server_name: str = "Branchline"
     progress_status: int = 180  # progress(): 180 Ringing+SDP (works with every UA) or 183 Session Progress
+    # --- hostile input (drivers.sip.guard): per-source rate limit and scanner bans ---
+    guard: bool = True
+    rate_limit_per_s: float = 100.0  # sustained messages/s per source IP (a call setup is ~3)
+    rate_limit_burst: int = 200
+    ban_after_failures: int = 10  # failed auths / unknown users / malformed messages ...
+    ban_window_s: float = 60.0  # ... within this window ...
+    ban_s: float = 300.0  # ... ignore the source this long
+    trusted_networks: tuple[str, ...] = ()  # e.g. the carrier's SBC: never limited or banned
+    # --- registrar for desk phones (on when ``users`` is not empty) ---
+    users: tuple[tuple[str, str], ...] = ()  # (extension, password), passwords in plain text for now
+    realm: str = "branchline"
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # challenge order (RFC 8760: strongest first)
+    register_min_expires: int = 60
+    register_max_expires: int = 3600
+    register_default_expires: int = 3600
+    # --- outbound registration to a SIP trunk (on when ``trunk_registrar`` is set) ---
+    trunk_registrar: str = ""  # "host:port" of the provider's registrar (UDP)
+    trunk_username: str = ""
+    trunk_password: str = ""
+    trunk_domain: str = ""  # AOR domain; empty: the registrar host
+    trunk_expires: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +96,9 @@ class SipLine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls_total = 0
         self._accepting = False
+        self._guard: SourceGuard | None = None
+        self._registrar: Registrar | None = None
+        self._trunk: TrunkRegistration | None = None
 
     @property
     def udp_port(self) -> int:
@@ -87,17 +116,64 @@ class SipLine:
         rejected = self._ua.rejected if self._ua else 0
         return SipLineStatistics(len(self._calls), self._calls_total, rejected)
 
+    def guard_statistics(self) -> GuardStatistics | None:
+        if self._guard is None or self._ua is None:
+            return None
+        return self._guard.statistics(self._ua.now())
+
+    def bindings(self, extension: str) -> tuple[Binding, ...]:
+        """The phones currently registered for ``extension`` (empty without a registrar)."""
+        if self._registrar is None or self._ua is None:
+            return ()
+        return self._registrar.location.bindings(extension, self._ua.now())
+
+    def trunk_status(self) -> TrunkStatus | None:
+        """Registered / failing (with reason) for the configured trunk; None without one."""
+        return self._trunk.status() if self._trunk is not None else None
+
+    def _build_security(self) -> None:
+        cfg = self.config
+        if cfg.guard:
+            self._guard = SourceGuard(GuardConfig(cfg.rate_limit_per_s, cfg.rate_limit_burst,
+                                                  cfg.ban_after_failures, cfg.ban_window_s, cfg.ban_s,
+                                                  cfg.trusted_networks))
+        if cfg.users:
+            auth = DigestServer(cfg.realm, dict(cfg.users), cfg.auth_algorithms)
+            self._registrar = Registrar(auth, RegistrarConfig(cfg.register_min_expires,
+                                                              cfg.register_max_expires,
+                                                              cfg.register_default_expires))
+
     async def start(self) -> None:
         if self.config.progress_status not in (180, 183):
             raise ValueError(f"progress_status must be 180 or 183, not {self.config.progress_status}")
-        self._ua = UserAgent(self, server_name=self.config.server_name)
+        self._build_security()
+        self._ua = UserAgent(self, server_name=self.config.server_name, guard=self._guard,
+                             on_register=self._on_register if self._registrar is not None else None)
         self._transports = SipTransports(self.config.host, self.config.port, self._ua.on_message,
                                          tcp=self.config.tcp)
         await self._transports.start()
         self._accepting = True
+        if self.config.trunk_registrar:
+            self._trunk = self._build_trunk()
+            self._trunk.start()
+
+    def _build_trunk(self) -> TrunkRegistration:
+        cfg = self.config
+        host, _, port_text = cfg.trunk_registrar.rpartition(":")
+        if not host or not is_digits(port_text):
+            host, port_text = cfg.trunk_registrar, "5060"
+        assert self._transports is not None and self._ua is not None
+        conn = self._transports.udp_connection((host, int(port_text)))
+        assert conn is not None
+        local_ip = cfg.advertised_ip or self._local_ip_for(host)
+        trunk = TrunkConfig(host, int(port_text), cfg.trunk_username, cfg.trunk_password,
+                            cfg.trunk_domain or host, cfg.trunk_expires)
+        return TrunkRegistration(self._ua, conn, trunk, f"{local_ip}:{self._transports.udp_port}")
 
     async def stop(self) -> None:
         self._accepting = False
+        if self._trunk is not None:
+            await self._trunk.stop()
         for call in list(self._calls.values()):
             await call.hangup(HangupCause.SHUTDOWN)
         tasks = list(self._tasks)
@@ -166,6 +242,19 @@ class SipLine:
             call.on_reinvite(txn)
         else:
             txn.respond(501)
+
+    def _on_register(self, request: SipRequest, txn: ServerTransaction) -> None:
+        assert self._registrar is not None and self._ua is not None
+        conn = txn.conn
+        outcome = self._registrar.handle(request, conn.peer, "tcp" if conn.reliable else "udp", self._ua.now())
+        txn.respond(outcome.status, reason=outcome.reason, to_tag=new_tag(), extra=outcome.headers)
+        if outcome.failure is not None:
+            log.debug("SIP REGISTER from %s:%s refused: %s", conn.peer[0], conn.peer[1], outcome.failure)
+            self._ua.report_failure(conn, outcome.failure)
+        elif outcome.changed and outcome.user:
+            count = len(self._registrar.location.bindings(outcome.user, self._ua.now()))
+            log.info("SIP extension %s: %d contact(s) registered (REGISTER from %s:%s)", outcome.user, count,
+                     conn.peer[0], conn.peer[1])
 
     def on_ack(self, request: SipRequest) -> None:
         call = self._calls.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))

@@ -11,17 +11,21 @@ from dataclasses import dataclass
 
 from drivers.sip.errors import FramingError, SipParseError, SipSyntaxError
 from drivers.sip.headers import CSeq, Headers, Via, parse_cseq, parse_via
-from drivers.sip.uri import SIP_SCHEMES, NameAddr, Uri, parse_name_addr, parse_uri
+from drivers.sip.uri import SIP_SCHEMES, NameAddr, Uri, is_digits, parse_name_addr, parse_uri
 
 SIP_VERSION = "SIP/2.0"
 MAX_MESSAGE_BYTES = 65535  # largest UDP payload; a TCP message bigger than this is refused
+MAX_HEADER_LINE = 8192  # one (unfolded) header field; real ones (Identity, long Route sets) are < 4 KB
+MAX_HEADER_FIELDS = 256  # header fields in one message; a phone sends about 15
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CTLs other than HT, CR, LF
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 REASONS = {
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK",
-    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme", 420: "Bad Extension", 480: "Temporarily Unavailable",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 422: "Session Interval Too Small",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
     486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
     491: "Request Pending", 500: "Server Internal Error", 501: "Not Implemented",
@@ -89,12 +93,18 @@ def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
     lines = head.replace("\r\n", "\n").split("\n")
     start = lines[0]
     fields: list[tuple[str, str]] = []
+    if len(lines) > MAX_HEADER_FIELDS + 1:
+        raise SipSyntaxError(f"more than {MAX_HEADER_FIELDS} header lines")
     for line in lines[1:]:
+        if len(line) > MAX_HEADER_LINE:
+            raise SipSyntaxError(f"header line longer than {MAX_HEADER_LINE} bytes")
         if line[:1] in (" ", "\t"):
             if not fields:
                 raise SipSyntaxError("continuation line before any header")
             name, value = fields[-1]
             fields[-1] = (name, f"{value} {line.strip()}")  # folding: LWS becomes one SP
+            if len(fields[-1][1]) > MAX_HEADER_LINE:
+                raise SipSyntaxError(f"folded header longer than {MAX_HEADER_LINE} bytes")
             continue
         name, colon, value = line.partition(":")
         name = name.strip()
@@ -126,23 +136,30 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     except SipSyntaxError as exc:
         raise _bad(str(exc), None, is_request, method) from None
     headers = Headers(fields)
+    control = _CONTROL.search(head)
+    if control is not None:
+        raise _bad(f"control character {control.group()!r} in the header section", headers, is_request, method)
 
     if is_request:
         if len(parts) != 3 or method is None:
             raise _bad(f"malformed request line {first[:80]!r}", headers, True, method)
-        if parts[2].strip() != SIP_VERSION:
+        if parts[2].strip().upper() != SIP_VERSION:  # §7.1: the version string is case-insensitive
             if parts[2].strip().upper().startswith("SIP/"):
                 raise _bad(f"unsupported version {parts[2]!r}", headers, True, method,
                            505, REASONS[505])
             raise _bad(f"malformed request line {first[:80]!r}", headers, True, method)
     else:
-        if len(parts) < 2 or parts[0] != SIP_VERSION or not parts[1].isdigit() or len(parts[1]) != 3:
+        if len(parts) < 2 or parts[0] != SIP_VERSION or not is_digits(parts[1]) or len(parts[1]) != 3:
             raise _bad(f"malformed status line {first[:80]!r}", headers, False, None)
 
     # Content-Length (§18.3, §20.14)
+    cl_values = {v.strip() for v in headers.get_all("Content-Length")}
+    if len(cl_values) > 1:  # request smuggling: which length would a proxy believe?
+        raise _bad(f"conflicting Content-Length values {sorted(cl_values)[:3]}", headers, is_request, method)
     cl_text = headers.get("Content-Length")
     if cl_text is not None:
-        if not cl_text.isdigit():
+        cl_text = cl_text.strip()
+        if not is_digits(cl_text):
             raise _bad(f"bad Content-Length {cl_text!r}", headers, is_request, method)
         length = int(cl_text)
         if length > len(body):
@@ -168,7 +185,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         if " " in call_id:
             raise SipSyntaxError(f"bad Call-ID {call_id!r}")
         mf = headers.get("Max-Forwards")
-        if mf is not None and (not mf.isdigit() or int(mf) > 255):
+        if mf is not None and (not is_digits(mf) or int(mf) > 255):
             raise SipSyntaxError(f"bad Max-Forwards {mf!r}")
     except SipSyntaxError as exc:
         raise _bad(str(exc), headers, is_request, method) from None
@@ -265,12 +282,19 @@ class StreamFramer:
     def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._buf = bytearray()
         self._max = max_bytes
+        self.pings = 0  # RFC 5626 §4.4.1 CRLFCRLF keep-alive pings seen; the shell answers each with CRLF
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
         out: list[bytes] = []
         while True:
             while self._buf[:1] in (b"\r", b"\n"):
+                if self._buf[:4] == b"\r\n\r\n":
+                    self.pings += 1
+                    del self._buf[:4]
+                    continue
+                if self._buf in (b"\r", b"\r\n", b"\r\n\r"):
+                    return out  # maybe the start of a ping: wait for the rest
                 del self._buf[:1]
             if not self._buf:
                 return out

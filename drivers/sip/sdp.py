@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from drivers.sip.errors import SdpError
+from drivers.sip.uri import is_digits
 
 ANSWER_PTIME_MS = 20  # our frames are 20 ms (media.frames)
 
@@ -113,7 +114,7 @@ def parse_sdp(body: bytes) -> SessionDescription:
                 cur["connection"] = _connection(value)
         elif kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+            if len(parts) < 4 or not is_digits(parts[1].split("/")[0]):
                 raise SdpError(400, f"bad m= line {value!r}")
             port = int(parts[1].split("/")[0])
             if port > 65535:
@@ -130,10 +131,10 @@ def parse_sdp(body: bytes) -> SessionDescription:
                     cur["direction"] = Direction(name)
             elif name == "rtpmap" and cur is not None:
                 pt, _, enc = arg.partition(" ")
-                if not pt.isdigit() or not enc:
+                if not is_digits(pt) or not enc:
                     raise SdpError(400, f"bad rtpmap {value!r}")
                 cur["rtpmap"].append((int(pt), enc.strip()))
-            elif name == "ptime" and cur is not None and arg.strip().isdigit():
+            elif name == "ptime" and cur is not None and is_digits(arg.strip()):
                 cur["ptime"] = int(arg.strip())
     if not origin:
         raise SdpError(400, "SDP without o= line")
@@ -166,7 +167,7 @@ def negotiate(offer: SessionDescription) -> Negotiated:
         codec: tuple[str, int] | None = None
         dtmf: int | None = None
         for fmt in md.formats:
-            if not fmt.isdigit():
+            if not is_digits(fmt):
                 continue
             name = _codec_of(int(fmt), md)
             if name == "telephone-event" and dtmf is None:

@@ -108,6 +108,9 @@ class TcpConnection(asyncio.Protocol):
             log.warning("SIP/TCP %s:%s: %s; closing the connection", self.peer[0], self.peer[1], exc)
             self.close()
             return
+        if self._framer.pings:
+            self._framer.pings = 0
+            self.send(b"\r\n")  # RFC 5626 pong: the phone's NAT binding stays open
         for message in messages:
             try:
                 self._on_message(message, self, True)

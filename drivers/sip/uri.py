@@ -17,6 +17,11 @@ KNOWN_SCHEMES = frozenset({"sip", "sips", "tel"})
 Params = tuple[tuple[str, str | None], ...]
 
 
+def is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²' and other Unicode digits int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True, slots=True)
 class Uri:
     scheme: str  # lower case
@@ -123,7 +128,7 @@ def parse_uri(text: str) -> Uri:
         raise SipSyntaxError(f"URI without host {text!r}")
     port: int | None = None
     if portpart:
-        if not portpart.isdigit() or not 0 < int(portpart) < 65536:
+        if not is_digits(portpart) or not 0 < int(portpart) < 65536:
             raise SipSyntaxError(f"bad port in URI {text!r}")
         port = int(portpart)
     return Uri(scheme, user, host.lower(), port, parse_params(ptext), headers)

@@ -12,6 +12,7 @@ import secrets
 from typing import Callable, Protocol
 
 from drivers.sip.errors import SipParseError, TransactionError
+from drivers.sip.guard import SourceGuard
 from drivers.sip.message import (
     SipRequest,
     SipResponse,
@@ -106,9 +107,14 @@ class ServerTransaction(_Running):
 
 
 class UserAgent:
-    def __init__(self, tu: TransactionUser, *, server_name: str = "Branchline") -> None:
+    def __init__(self, tu: TransactionUser, *, server_name: str = "Branchline",
+                 guard: SourceGuard | None = None,
+                 on_register: Callable[[SipRequest, "ServerTransaction"], None] | None = None) -> None:
         self.tu = tu
         self.server_name = server_name
+        self.guard = guard
+        self._on_register = on_register  # the registrar; without one REGISTER gets 501
+        self.allow = ALLOW + (", REGISTER" if self._on_register is not None else "")
         self._server: dict[tuple, ServerTransaction] = {}
         self._client: dict[tuple, _Running] = {}
         self._others: set[_Running] = set()
@@ -168,14 +174,33 @@ class UserAgent:
 
     # ---- outgoing -------------------------------------------------------------
     def send_request(self, data: bytes, branch: str, method: str, conn: Connection,
-                     on_final: Callable[[int], None] | None = None) -> None:
-        """Send a non-INVITE request (BYE) with retransmissions; ``on_final(status)``, 408 on timeout."""
+                     on_final: Callable[[int], None] | None = None, *,
+                     on_response: Callable[[SipResponse | None], None] | None = None) -> None:
+        """Send a non-INVITE request (BYE, REGISTER) with retransmissions.
+
+        ``on_final(status)`` gets the final status (408 on timeout); ``on_response`` gets the
+        final response itself, or None on timeout (Timer F).
+        """
         core = NonInviteClientTransaction(data, conn.reliable)
         key = client_key(branch, method)
         entry = _Running(core, conn, key, self._client)
-        if on_final is not None:
-            entry.on_deliver = lambda r: on_final(r.status) if r.status >= 200 else None
-            entry.on_timeout = lambda _t: on_final(408)
+
+        def deliver(r: SipResponse) -> None:
+            if r.status < 200:
+                return
+            if on_final is not None:
+                on_final(r.status)
+            if on_response is not None:
+                on_response(r)
+
+        def timeout(_t: TimerName) -> None:
+            if on_final is not None:
+                on_final(408)
+            if on_response is not None:
+                on_response(None)
+
+        entry.on_deliver = deliver
+        entry.on_timeout = timeout
         self._client[key] = entry
         self._client_idle.clear()
         self.run(entry, core.start(self.now()))
@@ -195,11 +220,19 @@ class UserAgent:
         self.run(entry, entry.core.receive_retransmission(self.now()))
 
     # ---- incoming -------------------------------------------------------------
+    def report_failure(self, conn: Connection, reason: str) -> None:
+        """A failed attempt from ``conn``'s source (bad auth, unknown user, malformed message)."""
+        if self.guard is not None:
+            self.guard.failure(conn.peer[0], reason, self.now())
+
     def on_message(self, data: bytes, conn: Connection, stream: bool) -> None:
+        if self.guard is not None and not self.guard.admit(conn.peer[0], self.now()):
+            return  # banned or over its rate: no answer at all
         try:
             msg = parse_message(data, stream=stream)
         except SipParseError as err:
             self.rejected += 1
+            self.report_failure(conn, f"malformed message ({err.status})")
             answer = error_response(err, new_tag(), self.server_name)
             if err.method == "ACK":
                 answer = None  # never answer an ACK (§17.2.1)
@@ -259,7 +292,7 @@ class UserAgent:
             txn.respond(420, to_tag=new_tag(), extra=(("Unsupported", ", ".join(unsupported)),))
             return
         if method == "OPTIONS":
-            txn.respond(200, to_tag=new_tag(), extra=(("Allow", ALLOW), ("Accept", ACCEPT)))
+            txn.respond(200, to_tag=new_tag(), extra=(("Allow", self.allow), ("Accept", ACCEPT)))
         elif method in DIALOG_METHODS:
             if request.to_addr.tag is None and method != "INVITE":
                 txn.respond(481, to_tag=new_tag())
@@ -272,5 +305,11 @@ class UserAgent:
             except Exception:  # a bug in the TU: answer 500 rather than leave the peer retrying
                 log.exception("SIP: error handling %s %s", method, request.call_id)
                 txn.respond(500, to_tag=new_tag())
+        elif method == "REGISTER" and self._on_register is not None:
+            try:
+                self._on_register(request, txn)
+            except Exception:
+                log.exception("SIP: error handling REGISTER %s", request.call_id)
+                txn.respond(500, to_tag=new_tag())
         else:
-            txn.respond(501, to_tag=new_tag(), extra=(("Allow", ALLOW),))
+            txn.respond(501, to_tag=new_tag(), extra=(("Allow", self.allow),))

@@ -10,6 +10,7 @@ never make the bridge block or memory grow.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Callable
 
 from drivers.voicemodem.dle import shield
@@ -79,14 +80,23 @@ class ModemAudio:
         send(shield(self._converter.from_pcm(pcm)))
         self.frames_written += 1
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "rx_received_bytes": self._rx.received_bytes,
-            "rx_dropped_bytes": self._rx.dropped_bytes,
-            "rx_depth_bytes": len(self._rx),
-            "tx_frames": self.frames_written,
-            "tx_dropped_frames": self.frames_dropped,
-        }
+    def statistics(self) -> "AudioStats":
+        return AudioStats(
+            rx_received_bytes=self._rx.received_bytes,
+            rx_dropped_bytes=self._rx.dropped_bytes,
+            rx_depth_bytes=len(self._rx),
+            tx_frames=self.frames_written,
+            tx_dropped_frames=self.frames_dropped,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStats:
+    rx_received_bytes: int  # PCM received from the modem (after conversion)
+    rx_dropped_bytes: int  # dropped because the bridge did not drain in time
+    rx_depth_bytes: int
+    tx_frames: int  # frames written to the modem
+    tx_dropped_frames: int  # half duplex, congestion, or after the call ended
 
 
 class UnansweredLeg:

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Callable
 
-from appliance.lines import CallerId, CallGone, HangupCause, IncomingCallHandler, LineKind
+from appliance.lines import CallerId, CallGone, HangupCause, IncomingCallHandler, LineKind, LineStatus
 from appliance.supervisor import Backoff, supervise
 from drivers.at.errors import AtTimeout, DriverError, PortLost
 from drivers.serial_port import SerialLink
 from drivers.voicemodem.audio import ModemAudio, UnansweredLeg
 from drivers.voicemodem.callerid import CallerIdReport
+from drivers.voicemodem.config import AnalogConfig
 from drivers.voicemodem.modem import ModemSettings, PortMode, VoiceModem
 from drivers.voicemodem.profiles import VoiceModemProfile
+from drivers.voicemodem.setup import ensure_caller_id, initialise
 from drivers.voicemodem.state import (
     CallAbandoned,
     CallOffered,
@@ -30,11 +33,13 @@ from drivers.voicemodem.state import (
     MachineEvent,
     Notice,
 )
+from media.frames import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_INTERVAL_S = 30.0  # an idle modem is asked "AT" this often; a wedged USB modem shows up here
-HANGUP_TIMEOUT_S = 8.0  # stop voice (3 s) + on hook (5 s): the hang-up must finish even when cancelled
+KEEPALIVE_INTERVAL_S = 30.0  # an idle modem is asked for its caller-ID setting this often: a wedged
+# USB modem shows up here, and so does one that reset itself and forgot +VCID
+HANGUP_TIMEOUT_S = 8.0  # stop voice (2 x 1.5 s) + on hook (5 s): the hang-up must finish even when cancelled
 HANDLER_GRACE_S = 5.0  # on line shutdown, give running call handlers this long to notice the end
 
 
@@ -90,7 +95,14 @@ class AnalogCall:
             self._ended.set_result(cause)
             if isinstance(self.audio, ModemAudio):
                 self.audio.close()
-            log.info("%s: call %s ended (%s)", self.line_id, self.call_id, cause)
+                st = self.audio.statistics()
+                log.info("%s: call %s ended (%s); received %.1f s (%d bytes dropped), sent %d frames (%d dropped)",
+                         self.line_id, self.call_id, cause, st.rx_received_bytes / (2 * SAMPLE_RATE), st.rx_dropped_bytes,
+                         st.tx_frames, st.tx_dropped_frames)
+            else:
+                log.info("%s: call %s ended (%s)", self.line_id, self.call_id, cause)
+            if self._line._up.is_set():
+                self._line._publish("up")
 
 
 class AnalogLine:
@@ -103,8 +115,11 @@ class AnalogLine:
         profile: VoiceModemProfile | None = None,
         settings: ModemSettings = ModemSettings(),
         backoff: Backoff = Backoff(),
+        on_status: Callable[[LineStatus], None] | None = None,
     ) -> None:
         self.line_id = line_id
+        self._on_status = on_status
+        self._port_name: str | None = None
         self._port = port
         self._handler = handler
         self._profile = profile
@@ -118,14 +133,37 @@ class AnalogLine:
         self._idle = asyncio.Event()  # initialised, no call, on hook
         self.runs = 0
 
+    @classmethod
+    def from_config(cls, config: AnalogConfig, handler: IncomingCallHandler, *,
+                    on_status: Callable[[LineStatus], None] | None = None) -> "AnalogLine":
+        return cls(line_id=config.line_id, port=config.resolve, handler=handler, profile=config.chipset(),
+                   settings=config.settings(), on_status=on_status)
+
     @property
     def modem(self) -> VoiceModem | None:
         return self._modem
 
+    def status(self, state: str, detail: str = "") -> LineStatus:
+        modem = self._modem
+        profile = modem.profile if modem is not None else self._profile
+        return LineStatus(line_id=self.line_id, kind=LineKind.ANALOG, state=state, detail=detail,
+                          model=profile.name if profile is not None else None, port=self._port_name,
+                          calls=0 if self._call is None or self._call.ended else 1, updated=time.time())
+
+    def _publish(self, state: str, detail: str = "") -> None:
+        if self._on_status is not None:
+            try:
+                self._on_status(self.status(state, detail))
+            except Exception:  # a broken subscriber must not take the line down
+                log.exception("%s: status subscriber failed", self.line_id)
+
+    def _on_down(self, name: str, exc: BaseException, delay: float) -> None:
+        self._publish("down", f"{exc or type(exc).__name__}; retrying in {delay:.0f}s")
+
     async def run(self) -> None:
         """Serve the line until cancelled (restarts after port loss with backoff)."""
         try:
-            await supervise(f"line {self.line_id}", self._run_once, backoff=self._backoff)
+            await supervise(f"line {self.line_id}", self._run_once, backoff=self._backoff, on_down=self._on_down)
         finally:
             await self._drain_tasks()
 
@@ -139,7 +177,9 @@ class AnalogLine:
 
     async def _run_once(self) -> None:
         self.runs += 1
+        self._publish("starting")
         port = self._port() if callable(self._port) else self._port
+        self._port_name = port
         modem: VoiceModem | None = None
 
         def on_data(data: bytes) -> None:
@@ -151,12 +191,15 @@ class AnalogLine:
                            name=self.line_id, congested=link.congested)
         link.lost.add_done_callback(lambda fut: modem.connection_lost(fut.result() if not fut.cancelled() else None))
         self._modem = modem
+        cause = HangupCause.LINE_LOST
         try:
-            await modem.initialise()
+            await initialise(modem)
             self._profile = modem.profile  # keep the detected profile across restarts
             self._up.set()
             self._idle.set()
             log.info("%s: ready on %s", self.line_id, port)
+            fmt = modem.format
+            self._publish("up", f"{fmt.name} at {modem.rate} Hz" if fmt is not None else "")
             while True:
                 try:
                     async with asyncio.timeout(KEEPALIVE_INTERVAL_S):
@@ -164,11 +207,18 @@ class AnalogLine:
                     raise PortLost(f"{self.line_id}: {port} went away")
                 except TimeoutError:
                     await self._keepalive(modem)
+        except asyncio.CancelledError:
+            cause = HangupCause.SHUTDOWN
+            if self._call is not None and link.is_open:
+                self._call._end(cause)
+                self._call = None
+                await self._release(modem)  # shielded and bounded: the line must not stay off hook
+            raise
         finally:
             self._up.clear()
             self._idle.clear()
             if self._call is not None:
-                self._call._end(HangupCause.LINE_LOST)
+                self._call._end(cause)
                 self._call = None
             self._modem = None
             link.close()
@@ -178,9 +228,9 @@ class AnalogLine:
             return
         async with self._ops:
             try:
-                await modem.channel.command("AT")
+                await ensure_caller_id(modem)  # a liveness probe that also repairs a forgotten +VCID
             except AtTimeout:
-                raise PortLost(f"{self.line_id}: modem stopped answering AT") from None
+                raise PortLost(f"{self.line_id}: modem stopped answering") from None
 
     # ---- events from the modem ----------------------------------------------------------------
     def _on_event(self, event: MachineEvent) -> None:
@@ -210,6 +260,7 @@ class AnalogLine:
         self._idle.clear()
         log.info("%s: incoming call %s from %s (%s)", self.line_id, call.call_id,
                  call.caller.number or "-", call.caller.presentation)
+        self._publish("up", "ringing")
         self._spawn(self._run_handler(call), f"handler-{call.call_id}")
 
     async def _run_handler(self, call: AnalogCall) -> None:
@@ -254,9 +305,13 @@ class AnalogLine:
             if call.ended:
                 return
             call._end(cause)
+            modem = self._modem
+            if modem is not None and modem.machine.state is LineState.RINGING:
+                # an analog line cannot reject a ringing call: it keeps ringing until the
+                # caller gives up, and no new call is offered for this ring sequence
+                return
             if call is self._call:
                 self._call = None
-            modem = self._modem
             if modem is not None:
                 await self._release(modem)
 

@@ -16,19 +16,11 @@ from enum import StrEnum
 from typing import Callable
 
 from drivers.at.channel import AtChannel, Urc
-from drivers.at.errors import AtError, AtTimeout, DriverError, FatalDriverError, PortLost
+from drivers.at.errors import AtError, DriverError, PortLost
 from drivers.voicemodem.audio import RX_BUFFER_MS, ModemAudio
 from drivers.voicemodem.dle import DTE_ABORT_TX, DTE_END_TX, Audio, DleDecoder, VoiceEvent, shield
-from drivers.voicemodem.formats import (
-    FormatError,
-    SampleConverter,
-    SampleFormat,
-    choose_format,
-    energy,
-    parse_vsm_options,
-)
-from drivers.voicemodem.profiles import VoiceModemProfile, detect
-from media.frames import FRAME_BYTES, FRAME_S
+from drivers.voicemodem.formats import SampleConverter, SampleFormat, energy
+from drivers.voicemodem.profiles import VoiceModemProfile
 from drivers.voicemodem.state import (
     LONG_SILENCE_S,
     NO_VOICE_GRACE_S,
@@ -37,22 +29,22 @@ from drivers.voicemodem.state import (
     LineState,
     MachineEvent,
 )
+from media.frames import FRAME_BYTES, FRAME_S
 
 log = logging.getLogger(__name__)
 
 OFF_HOOK_TIMEOUT_S = 10.0  # +VLS=1 closes a relay and may wait for line current: ~1 s, 10 s = stuck
 CONNECT_TIMEOUT_S = 5.0  # +VRX/+VTR answer CONNECT at once; 5 s means the modem ignored it
-STOP_VOICE_TIMEOUT_S = 3.0  # after <DLE>! the modem flushes and sends <DLE><ETX> + OK within ~100 ms
+STOP_VOICE_TIMEOUT_S = 1.5  # after <DLE>! the modem flushes and sends <DLE><ETX> + OK within ~100 ms
 PLAY_LEAD_S = 0.1  # audio kept queued in the modem ahead of real time: covers loop jitter, bounds abort latency
 PLAY_END_TIMEOUT_S = 3.0  # after <DLE><ETX> the modem plays out PLAY_LEAD_S of buffer, then OK
 DIAL_TIMEOUT_S = 60.0  # ATD in voice mode: dial tone wait + dialling + call progress (~45 s of ringing)
-WAKE_ATTEMPTS = 3  # "AT" tries before giving up on a freshly opened port
-WAKE_TIMEOUT_S = 1.0  # a USB modem answers AT within 50 ms; 1 s per try covers a slow boot
 MAX_CONNECT_WAIT = 4096  # bytes buffered while waiting for CONNECT before treating them as text
 _URC_PREFIXES = ("RING", "DATE", "TIME", "NMBR", "NAME", "MESG", "DDN_NMBR", "DRON", "DROF", "REASON", "QUAL",
                  "REDIRECT")
 _RAW_CID_PREFIXES = ("80", "04")
 _CONNECT_RE = re.compile(rb"CONNECT[^\r\n]*\r")
+_BARE_OK = b"\r\nOK\r\n"
 
 
 class PortMode(StrEnum):
@@ -194,6 +186,13 @@ class VoiceModem:
         now = self._loop.time()
         for item in self._decoder.feed(data):
             if isinstance(item, Audio):
+                if self._stream_end is not None and not self._stream_end.done() and _BARE_OK in item.data:
+                    # some modems end the stream with a bare OK and no <DLE><ETX>: we are
+                    # stopping, so this is that OK and not audio
+                    self._leave_voice()
+                    self._stream_end.set_result(None)
+                    self.channel.feed(item.data[item.data.index(_BARE_OK):])
+                    return
                 if self.mode is PortMode.TRANSMIT:
                     self.channel.feed(item.data)  # +VTX: the modem sends no audio; this is its OK
                 elif self._converter is not None and self.audio is not None:
@@ -249,59 +248,13 @@ class VoiceModem:
         self._reschedule()
 
     # ---- commands ----------------------------------------------------------------------
-    async def initialise(self) -> None:
-        """Wake, reset, pick the profile and sample format, enable caller ID and voice mode."""
-        ch = self.channel
-        for attempt in range(1, WAKE_ATTEMPTS + 1):
-            try:
-                await ch.command("AT", timeout=WAKE_TIMEOUT_S)
-                break
-            except AtTimeout:
-                ch.needs_resync = False
-                if attempt == WAKE_ATTEMPTS:
-                    raise
-        await ch.command("ATZ")
-        await ch.command("ATE0")  # ATZ restored the stored profile: echo is on again
-        ch.echo_expected = False
-        if self.profile is None:
-            ati0 = await ch.command("ATI0")
-            self.profile = detect(ati0.lines[0] if ati0.lines else "")
-            self.machine = self._new_machine(self.profile)
-        profile = self.profile
-        log.info("%s: %s", self.name, profile.name)
-        try:
-            await ch.command(profile.voice_class)
-            options = parse_vsm_options((await ch.command("AT+VSM=?")).lines)
-            self.format, self.rate = choose_format(options, profile.encodings, profile.format_names)
-        except (AtError, FormatError) as exc:
-            raise FatalDriverError(f"{self.name}: not a usable voice modem ({exc})") from exc
-        await self.ensure_caller_id()
-        await ch.command(f"AT+VSM={self.format.cml},{self.rate}")
-        log.info("%s: voice format %d %r (%s) at %d Hz", self.name, self.format.cml, self.format.name,
-                 self.format.encoding, self.rate)
-        for cmd in (f"AT+VSD={profile.silence_sensitivity},{self.settings.silence_tenths}", *profile.extra_init):
-            await self._best_effort(cmd)
+    def use_profile(self, profile: VoiceModemProfile) -> None:
+        """Adopt the (detected) chipset profile; the state machine follows its quirks."""
+        self.profile = profile
+        self.machine = self._new_machine(profile)
 
-    async def ensure_caller_id(self) -> None:
-        """(Re)enable caller ID; several Conexant chipsets forget it on every reset."""
-        profile = self.profile
-        assert profile is not None
-        enable = profile.cid_raw if self.settings.caller_id_raw else profile.cid_enable
-        wanted = enable.rsplit("=", 1)[1]
-        if profile.cid_query is not None:
-            try:
-                resp = await self.channel.command(profile.cid_query)
-                current = "".join(ch for ch in (resp.lines[-1] if resp.lines else "") if ch.isdigit())
-                if current == wanted:
-                    return
-                log.info("%s: caller ID is off (%r); enabling it", self.name, current)
-            except AtError:
-                pass
-        for cmd in profile.cid_extra:
-            await self._best_effort(cmd)
-        await self.channel.command(enable)
-
-    async def _best_effort(self, cmd: str) -> None:
+    async def best_effort(self, cmd: str) -> None:
+        """A command some firmware lacks: an error result is logged, not raised."""
         try:
             await self.channel.command(cmd)
         except AtError as exc:
@@ -407,12 +360,17 @@ class VoiceModem:
         self._stream_end = self._loop.create_future()
         self._final_ok = self._loop.create_future()
         try:
-            self._write(self._profile.stop_receive)
-            async with asyncio.timeout(STOP_VOICE_TIMEOUT_S):
-                await self._stream_end
-                await self._final_ok
-        except TimeoutError:
-            log.warning("%s: modem did not confirm the end of voice data; resyncing", self.name)
+            # the profile's stop code first; a modem that ignores it still obeys "abort + end"
+            for attempt, stop in enumerate((self._profile.stop_receive, DTE_ABORT_TX), start=1):
+                self._write(stop)
+                try:
+                    async with asyncio.timeout(STOP_VOICE_TIMEOUT_S):
+                        await asyncio.shield(self._stream_end)
+                        await asyncio.shield(self._final_ok)
+                    return
+                except TimeoutError:
+                    log.warning("%s: no end of voice data after %r (try %d)", self.name, stop, attempt)
+            log.warning("%s: modem did not leave voice data; resyncing", self.name)
             self.mode = PortMode.COMMAND
             self.channel.needs_resync = True
         finally:

@@ -24,13 +24,13 @@ class VoiceModemProfile:
     cid_raw: str = "AT+VCID=2"
     cid_query: str | None = "AT+VCID?"  # None: cannot ask, always (re)send cid_enable
     cid_extra: tuple[str, ...] = ()  # best-effort commands some firmware needs as well
-    encodings: tuple[Encoding, ...] = (Encoding.LINEAR16, Encoding.ULAW, Encoding.ALAW, Encoding.UNSIGNED8)
+    # G.711 first: 64 kbit/s fits a 115200-baud UART modem, 16-bit linear (128 kbit/s) does not
+    encodings: tuple[Encoding, ...] = (Encoding.ULAW, Encoding.ALAW, Encoding.LINEAR16, Encoding.UNSIGNED8)
     format_names: tuple[str, ...] = ()  # known-good +VSM names, preferred among equal encodings
     silence_sensitivity: int = 128  # +VSD <sds>: USR/V.253 nominal 128, Conexant counts from 0
     full_duplex: bool = True  # +VTR supported; otherwise +VRX receive only
     off_hook: str = "AT+VLS=1"
     on_hook: str = "AT+VLS=0"
-    answer_results: frozenset[str] = frozenset({"OK", "VCON"})
     stop_receive: bytes = DTE_STOP_RX
     sub_is_two_dles: bool = True  # <DLE><SUB> = two literal 0x10 (V.253)
     silence_after_speech_is_s: bool = False  # Lucent: <DLE>s even after speech (plain silence)

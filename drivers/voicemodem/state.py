@@ -244,6 +244,7 @@ class LineMachine:
                 self._close_block()
                 out += self._offer()
             if self._offer_deadline is not None and now >= self._offer_deadline and not self._offered:
+                self._close_block()  # a block still arriving is better than none
                 out += self._offer()
             abandon = self._abandon_at()
             if abandon is not None and now >= abandon:

@@ -133,6 +133,8 @@ class RunningBox:
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
 
     def stop(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
         if self.loop is not None and self._stopped is not None:
             self.loop.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:

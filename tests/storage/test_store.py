@@ -232,3 +232,36 @@ async def test_disk_floor_refuses_recordings_with_one_alarm(tmp_path: Path) -> N
         assert s.recordings_allowed() is True and s.alarms() == []
     finally:
         await s.close()
+
+
+async def test_point_reads_of_cold_shards_follow_rewrites(tmp_path: Path) -> None:
+    """Documents are read by byte span when their shard is not parsed; spans move on rewrites."""
+    s = await Store.open(tmp_path / "d")
+    s.engine.shards.cap = 10
+    s.engine.shards._open_limit = 1  # every other shard is cold
+    expected = {}
+    for i in range(60):
+        rec = make_call(f"c{i}", at=1.0e9 + i)
+        await s.save_call(rec)
+        expected[rec.call_id] = rec
+    for i in range(0, 60, 7):  # rewrites move later documents within their shard
+        rec = dataclasses.replace(expected[f"c{i}"], disposition="x" * (i + 50))
+        await s.save_call(rec)
+        expected[rec.call_id] = rec
+    for i in range(3, 60, 11):
+        assert await s.delete("call", f"c{i}")
+        del expected[f"c{i}"]
+    try:
+        for call_id, rec in expected.items():
+            assert await s.get_call(call_id) == rec
+        assert s.engine.shards.span_reads > 30
+    finally:
+        await s.close()
+    s = await Store.open(tmp_path / "d")
+    try:
+        for call_id, rec in expected.items():
+            assert await s.get_call(call_id) == rec
+        assert await s.get_call("c3") is None
+        assert s.engine.shards.span_reads > 30
+    finally:
+        await s.close()

@@ -75,6 +75,10 @@ class FormScreen(ModalScreen[Any]):
         first = next((i for i in self.query(Input) if not i.disabled), None)
         if first is not None:
             first.focus()
+        elif self._choice is not None:
+            choices = self.query_one("#f-choice", SelectionList)
+            choices.focus()
+            choices.highlighted = 0
 
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {f.name: self.query_one(f"#f-{f.name}", Input).value for f in self._fields}

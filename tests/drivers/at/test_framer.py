@@ -67,3 +67,20 @@ def test_overlong_garbage_is_discarded_then_resyncs():
 def test_multiline_cusd_is_joined(mode):
     got = feed_all(b'\r\n+CUSD: 1,"Menu\r\n1 Balance\r\n2 Data",15\r\n\r\nOK\r\n', mode)
     assert got == [Line('+CUSD: 1,"Menu\n1 Balance\n2 Data",15'), Line("OK")]
+
+
+from hypothesis import given, strategies as st
+
+STREAM = (b'AT+CSQ\r\r\n+CSQ: 14,99\r\n\r\n^RSSI:14\r\n\r\nOK\r\n\r\n> \r\n+CMTI: "SM",4\r\n'
+          b'\r\n+CUSD: 1,"a\r\nb",15\r\n\r\n\x00\xffjunk\r\r\nRING\r\r\n')
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM)), max_size=12))
+def test_any_split_gives_the_same_items(cuts):
+    whole = AtFramer().feed(STREAM)
+    f, got, prev = AtFramer(), [], 0
+    for cut in sorted(set(cuts)) + [len(STREAM)]:
+        got += f.feed(STREAM[prev:cut])
+        prev = cut
+    assert got == whole
+    assert Prompt() in whole and Line("RING") in whole

@@ -82,3 +82,20 @@ def attach():
 @pytest.fixture
 def profiles():
     return PROFILES
+
+
+@pytest.fixture(autouse=True)
+async def no_lingering_tasks():
+    """Every task a test started (driver, line, simulator) is finished when it ends."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    for t in left:
+        # serial_asyncio_fast closes ports in a short background task; give those a moment
+        if t.get_coro().__qualname__.startswith("SerialTransport"):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await t
+    left = [t for t in left if not t.done()]
+    assert not left, f"lingering tasks: {[t.get_name() for t in left]}"

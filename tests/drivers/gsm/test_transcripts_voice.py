@@ -275,3 +275,25 @@ async def test_case30_simcom_pcm_and_degraded_second_call(sims, attach):
                 sim.start_audio()
                 await m.audio.arrived.wait()
         assert call2.state is CallState.ACTIVE
+
+
+async def test_ussd_reply_before_ok_and_extra_release(sims, attach):
+    sim = sims("generic")
+    sim.script('AT+CUSD=1,"*101#",15', [b'\r\n+CUSD: 0,"Early bird",15\r\n\r\nOK\r\n'])
+    sim.script('AT+CUSD=1,"*102#",15', [b'\r\nOK\r\n\r\n+CUSD: 2,"Initiating Release",15\r\n',
+                                         b'\r\n+CUSD: 0,"Your balance is 5.00",15\r\n'])
+    async with attach(sim) as (m, _):
+        assert (await m.ussd("*101#")).text == "Early bird"
+        reply = await m.ussd("*102#")
+    assert (reply.status, reply.text) == (0, "Your balance is 5.00")
+
+
+async def test_quectel_outgoing_audio_on_when_clcc_shows_active(sims, attach):
+    sim = sims("quectel")
+    async with attach(sim, serve=True) as (m, _):
+        call = await m.dial("+447700900123")
+        assert sim.received[-1] == "AT+QPCMV=0;+QPCMV=1,0;D+447700900123;"
+        sim.remote_answers()
+        await call.wait_state(CallState.ACTIVE, CALL_WAIT_S)
+        frames = await read_frames(call.audio, 2)
+        assert len(frames[0]) == 320

@@ -76,3 +76,21 @@ async def test_open_missing_port_and_usb_lookup():
         resolve_port(port=None, usb="ffff:fffe")
     with pytest.raises(ValueError):
         resolve_port(port=None, usb="huawei")
+
+
+def test_usb_modems_paired_by_location(monkeypatch):
+    from types import SimpleNamespace
+
+    import drivers.serial_port as sp
+
+    def port(dev, loc, vid=0x12D1, pid=0x1001):
+        return SimpleNamespace(device=dev, location=loc, vid=vid, pid=pid)
+
+    fake = [port("/dev/ttyUSB0", "1-1.2:1.0"), port("/dev/ttyUSB1", "1-1.2:1.1"), port("/dev/ttyUSB2", "1-1.2:1.2"),
+            port("/dev/ttyUSB5", "1-1.3:1.1"), port("/dev/ttyUSB6", "1-1.3:1.2"),
+            port("/dev/ttyACM0", "1-1.4:1.0", vid=0x1E0E, pid=0x9001)]
+    monkeypatch.setattr(sp.serial.tools.list_ports, "comports", lambda: fake)
+    assert sp.find_usb_modems("12d1:1001", at_interface=2, audio_interface=1) == [
+        ("/dev/ttyUSB2", "/dev/ttyUSB1"), ("/dev/ttyUSB6", "/dev/ttyUSB5")]
+    assert sp.find_usb_ports("12d1:1001", interface=2) == ["/dev/ttyUSB2", "/dev/ttyUSB6"]
+    assert sp.resolve_port(port=None, usb="1e0e:9001") == "/dev/ttyACM0"

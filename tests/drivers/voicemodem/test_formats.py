@@ -36,7 +36,8 @@ def test_parse_usr_options():
         (profiles.USR_5637, USR_5637.vsm_options, 128),  # 8-bit unsigned, by its known-good name
         (profiles.CONEXANT, CONEXANT.vsm_options, 1),
         (profiles.AGERE, AGERE.vsm_options, 130),  # u-law: code 130 on Agere, 131 on USR
-        (profiles.V253, USR_5637.vsm_options, 133),  # generic prefers 16-bit linear
+        (profiles.V253, USR_5637.vsm_options, 131),  # generic prefers G.711 (fits 115200 baud)
+        (profiles.V253, CONEXANT.vsm_options, 1),  # ... and falls back to what the modem has
     ],
 )
 def test_choice_follows_profile_and_modem_codes(profile, options, cml):

@@ -109,7 +109,7 @@ async def test_transcript_36_answer_record_silence_busy_and_stop_handshake(sim_f
         got = b"".join(frames)
         assert len(frames) == len(expected) // 160
         assert got == pcm[: len(got)]
-        assert call.audio.statistics()["rx_received_bytes"] == len(pcm)
+        assert call.audio.statistics().rx_received_bytes == len(pcm)
 
 
 async def test_transcript_39_playback_underrun_then_handset_aborts(sim_factory):

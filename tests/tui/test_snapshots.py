@@ -1,0 +1,86 @@
+"""Screenshots of every screen at 80x24 and 120x40, against a real box holding fixed data.
+
+Times are frozen (FrozenClock) and the data has fixed ids and timestamps, so the SVGs are
+stable. Update them after an intended change with ``pytest tests/tui --snapshot-update``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, RichLog
+
+from appliance.api.client import SocketClient
+from tests.api.running_box import RunningBox
+from tests.api.seed import seed_calls, seed_lines
+from tests.tui.conftest import FrozenClock
+from tui.app import BranchlineApp
+
+SIZES = [(80, 24), (120, 40)]
+READY_TIMEOUT_S = 15.0
+MODE_KEYS = {"lines": "2", "agents": "3", "calls": "4", "recordings": "5", "logs": "6", "sync": "7"}
+
+
+@pytest.fixture(scope="module")
+def seeded_box(tmp_path_factory: pytest.TempPathFactory):
+    rb = RunningBox(Path(tmp_path_factory.mktemp("snapbox"))).start()
+    try:
+        seed_calls(rb)
+        seed_lines(rb)
+        log = logging.getLogger("tests.tui.snap")
+        rb.call(lambda: (log.warning("modem gsm0: signal dropped to 5"), log.error("analog0: no dial tone on the line")))
+        yield rb
+    finally:
+        rb.stop()
+
+
+def _rows(pilot: Pilot, table_id: str) -> int:
+    return pilot.app.screen.query_one(f"#{table_id}", DataTable).row_count
+
+
+async def _until(pilot: Pilot, cond) -> None:
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        while not cond():
+            await pilot.pause()
+
+
+def ready(mode: str):
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await _until(pilot, lambda: app.site is not None and len(app.site.lines) == 3)
+        if mode in MODE_KEYS:
+            await pilot.press(MODE_KEYS[mode])
+        screen = app.screen
+        if mode == "dashboard":
+            await _until(pilot, lambda: _rows(pilot, "dash-lines") == 3)
+        elif mode == "lines":
+            await _until(pilot, lambda: _rows(pilot, "lines-table") == 3)
+            await pilot.press("down")  # gsm0, with its signal history
+        elif mode == "agents":
+            await _until(pilot, lambda: _rows(pilot, "agents-table") == 2)
+        elif mode == "calls":
+            await _until(pilot, lambda: _rows(pilot, "calls-table") == 3)
+        elif mode == "recordings":
+            await _until(pilot, lambda: _rows(pilot, "rec-table") == 1 and str(screen.query_one("#rec-table", DataTable).get_row_at(0)[1]) == "c-0001")
+        elif mode == "logs":
+            await _until(pilot, lambda: len(screen.entries) >= 2)
+            screen.query_one("#log-component", Input).value = "tests.tui.snap"
+            await _until(pilot, lambda: len(screen.query_one("#log-view", RichLog).lines) == 2)
+        elif mode == "help":
+            await pilot.press("question_mark")
+        await pilot.pause()
+
+    return run_before
+
+
+def make_app(rb: RunningBox) -> BranchlineApp:
+    return BranchlineApp(SocketClient(rb.run_dir), clock=FrozenClock(), blink=False)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("mode", ["dashboard", "lines", "agents", "calls", "recordings", "logs", "sync", "help"])
+def test_screen(snap_compare, seeded_box: RunningBox, mode: str, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(seeded_box), terminal_size=size, run_before=ready(mode))
