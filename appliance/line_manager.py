@@ -52,6 +52,11 @@ class LineManager:
             gsm = [self._start_gsm_simulator()]
         for i, table in enumerate(gsm):
             self._start_gsm(f"gsm{i}", table)
+        analog = list(self._cfg.analog)
+        if not analog and self._cfg.simulators.analog:
+            analog = [await self._start_analog_simulator()]
+        for i, table in enumerate(analog):
+            self._start_analog(f"analog{i}", table)
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -60,7 +65,44 @@ class LineManager:
             await asyncio.wait(self._tasks.values(), timeout=LINE_STOP_TIMEOUT_S)
         for sim in self.simulators.values():
             with contextlib.suppress(Exception):
-                sim.close()
+                closed = sim.close()
+                if asyncio.iscoroutine(closed):
+                    await asyncio.wait_for(closed, LINE_STOP_TIMEOUT_S)
+
+    # --- analog --------------------------------------------------------------------------------
+    async def _start_analog_simulator(self) -> dict[str, Any]:
+        from drivers.sim.analog import AnalogModemSim
+
+        sim = await AnalogModemSim("conexant").start()
+        self.simulators["analog"] = sim
+        log.info("no analog voice modem configured: running a simulated Conexant modem on %s", sim.port)
+        return {"port": sim.port, "profile": "conexant"}
+
+    def _start_analog(self, key: str, table: dict[str, Any]) -> None:
+        from drivers.voicemodem.config import AnalogConfig
+        from drivers.voicemodem.line import AnalogLine
+
+        try:
+            config = AnalogConfig.from_dict(table)
+        except ValueError as exc:
+            log.error("analog line %s is not started: bad [[analog]] config (%s)", key, exc)
+            self._set(key, LineStatus(key, LineKind.ANALOG, "disabled", detail=f"bad config: {exc}"))
+            return
+        line = AnalogLine.from_config(config, self._handler, on_status=lambda st: self._set(key, st))
+        self.lines[key] = line
+        self._set(key, LineStatus(line.line_id, LineKind.ANALOG, "starting", port=config.port or config.usb))
+        self._tasks[key] = asyncio.create_task(self._run_analog(key, line), name=f"line:{key}")
+
+    async def _run_analog(self, key: str, line: Any) -> None:
+        try:
+            await line.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("line %s stopped: %s; fix its config and restart the box", key, exc)
+            st = self._status.get(key)
+            if st is not None:
+                self._set(key, replace(st, state="down", detail=str(exc)))
 
     # --- GSM ------------------------------------------------------------------------------------
     def _start_gsm_simulator(self) -> dict[str, Any]:

@@ -127,6 +127,10 @@ class SipLine:
             return ()
         return self._registrar.location.bindings(extension, self._ua.now())
 
+    @property
+    def trunk(self) -> TrunkRegistration | None:
+        return self._trunk
+
     def trunk_status(self) -> TrunkStatus | None:
         """Registered / failing (with reason) for the configured trunk; None without one."""
         return self._trunk.status() if self._trunk is not None else None

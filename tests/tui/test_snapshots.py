@@ -47,6 +47,11 @@ async def _until(pilot: Pilot, cond) -> None:
             await pilot.pause()
 
 
+def _settled(pilot: Pilot) -> bool:
+    """Every table has laid out its new rows (DataTable sizes its columns on idle)."""
+    return all(not t._require_update_dimensions for t in pilot.app.screen.query(DataTable))
+
+
 def ready(mode: str):
     async def run_before(pilot: Pilot) -> None:
         app = pilot.app
@@ -69,7 +74,8 @@ def ready(mode: str):
             await _until(pilot, lambda: len(screen.entries) >= 2)
             screen.query_one("#log-component", Input).value = "tests.tui.snap"
             await _until(pilot, lambda: len(screen.query_one("#log-view", RichLog).lines) == 2)
-        elif mode == "help":
+        await _until(pilot, lambda: _settled(pilot))
+        if mode == "help":
             await pilot.press("question_mark")
         await pilot.pause()
 

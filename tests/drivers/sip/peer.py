@@ -31,8 +31,9 @@ class _Proto(asyncio.DatagramProtocol):
 class SipPeer:
     """One UDP socket on 127.0.0.1 talking to the line at ``target``."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], local_host: str = "127.0.0.1") -> None:
         self.target = target
+        self.local_host = local_host
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=200)
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -41,7 +42,7 @@ class SipPeer:
     async def open(self) -> "SipPeer":
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Proto(self.queue), local_addr=("127.0.0.1", 0))
+            lambda: _Proto(self.queue), local_addr=(self.local_host, 0))
         self.port = self.transport.get_extra_info("sockname")[1]
         return self
 
@@ -59,6 +60,13 @@ class SipPeer:
     async def recv(self, timeout: float = RECV_TIMEOUT_S) -> SipRequest | SipResponse:
         return parse_message(await self.recv_raw(timeout))
 
+    async def recv_after(self, data: bytes | str, timeout: float = RECV_TIMEOUT_S) -> SipResponse:
+        """Send ``data`` and return the next response."""
+        self.send(data)
+        msg = await self.recv(timeout)
+        assert isinstance(msg, SipResponse)
+        return msg
+
     async def expect(self, status: int, timeout: float = RECV_TIMEOUT_S) -> SipResponse:
         msg = await self.recv(timeout)
         assert isinstance(msg, SipResponse), f"expected {status}, got request {msg.method}"
@@ -72,7 +80,7 @@ class SipPeer:
         uri = uri or f"sip:100@{host}:{port}"
         lines = [
             f"{method} {uri} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
+            f"Via: SIP/2.0/UDP {self.local_host}:{self.port};branch={branch}",
             from_header or f"From: \"Test\" <sip:5551234@127.0.0.1:{self.port}>;tag={self.from_tag}",
             f"To: <sip:100@{host}:{port}>" + (f";tag={to_tag}" if to_tag else ""),
             f"Call-ID: {call_id}",
