@@ -181,6 +181,7 @@ def index_terms(kind: str, doc: dict[str, Any]) -> list[str]:
 
 
 def index_entry(kind: str, doc_id: int, doc: dict[str, Any]) -> list[Any]:
-    """[doc_id, key, at, customer_id or None, terms]; stored in shard sidecars."""
+    """[doc_id, key, at, customer_id or None, terms, waiting for sync]; stored in shard sidecars."""
     customer = doc.get("customer_id") if kind in INTERACTION_KINDS else None
-    return [doc_id, doc["_key"], doc["_at"], customer, index_terms(kind, doc)]
+    pending = doc.get("_sync", {}).get("state") == SyncState.PENDING.value
+    return [doc_id, doc["_key"], doc["_at"], customer, index_terms(kind, doc), pending]

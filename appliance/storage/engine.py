@@ -6,6 +6,7 @@ keeps the index changes, so a batch is all-or-nothing as far as callers can tell
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,15 @@ class Engine:
         Every shard's header and length are checked; shards of ``recent_periods`` (where
         writes happen) or all of them with ``verify_all`` are fully checksummed.
         """
+        gc_was_on = gc.isenabled()
+        gc.disable()  # millions of small containers, none cyclic: the collector would only rescan them
+        try:
+            self._load(verify_all, recent_periods)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _load(self, verify_all: bool, recent_periods: frozenset[str]) -> None:
         for name in self.shards.scan():
             path = self.shards.root / name.filename
             full = verify_all or name.period in recent_periods
@@ -78,9 +88,10 @@ class Engine:
     @staticmethod
     def columns(kind: str, raw_table: dict[str, Any], offsets: dict[str, tuple[int, int]]) -> dict[str, Any]:
         """A shard's index columns (the sidecar content)."""
-        cols: dict[str, Any] = {"ids": [], "keys": [], "at": [], "cust": [], "terms": [], "off": [], "len": []}
+        cols: dict[str, Any] = {"ids": [], "keys": [], "at": [], "cust": [], "terms": [], "off": [], "len": [], "pend": []}
         for i, (doc_id, doc) in enumerate(raw_table.items()):
-            did, key, at, cust, terms = codec.index_entry(kind, int(doc_id), doc)
+            did, key, at, cust, terms, pending = codec.index_entry(kind, int(doc_id), doc)
+            cols["pend"].append(1 if pending else 0)
             off, ln = offsets.get(doc_id, (0, 0))
             cols["ids"].append(did)
             cols["keys"].append(key)
@@ -102,7 +113,7 @@ class Engine:
         kind = self.shards.name(no).kind
         for key, loc in list(self.index.keys(kind).items()):
             if unpack(loc)[0] == no:
-                self.index.remove(kind, [0, key, 0, None, []])
+                self.index.remove(kind, [0, key, 0, None, [], False])
         self.shards.forget(no)
         self._corrupt(path, why)
 
@@ -226,8 +237,11 @@ class Engine:
         no, table, old = self._doc(loc)
         if old is None:
             return False
-        table.update(fields, doc_ids=[unpack(loc)[1]])
-        self.shards.storage(no).invalidate(self.shards.name(no).kind, unpack(loc)[1])
+        doc_id = unpack(loc)[1]
+        table.update(fields, doc_ids=[doc_id])
+        self.shards.storage(no).invalidate(self.shards.name(no).kind, doc_id)
+        self.index.remove(kind, codec.index_entry(kind, doc_id, old))
+        self.index.add(kind, no, codec.index_entry(kind, doc_id, {**old, **fields}))
         return True
 
     def remove(self, kind: str, key: str) -> bool:
@@ -251,7 +265,7 @@ class Engine:
             raw_table = self.shards.table(no)._read_table()
             entries = self._entries(kind, raw_table)
         except envelope.CorruptFileError:
-            entries = [[0, key, 0, None, []] for key, loc in self.index.keys(kind).items() if unpack(loc)[0] == no]
+            entries = [[0, key, 0, None, [], False] for key, loc in self.index.keys(kind).items() if unpack(loc)[0] == no]
         with self.index.untracked():  # the file is gone whatever happens to the commit
             for entry in entries:
                 self.index.remove(kind, entry)

@@ -43,7 +43,9 @@ class Index:
     def __init__(self) -> None:
         self._primary: dict[str, dict[str, int]] = {}
         self._terms: dict[str, tuple[str, str]] = {}
-        self._customer: dict[str, dict[tuple[str, str], float]] = {}
+        # kind -> customer id -> key -> at (per kind, so no (kind, key) tuple per document)
+        self._customer: dict[str, dict[str, dict[str, float]]] = {}
+        self._pending: dict[str, dict[str, float]] = {}  # kind -> key -> at, for the sync outbox
         self._undo: list[tuple[Any, ...]] | None = None
 
     # ---- transactions ----
@@ -67,6 +69,12 @@ class Index:
                     self._primary[kind].pop(key, None)
                 else:
                     self._primary.setdefault(kind, {})[key] = loc
+            elif what == "q":
+                _, kind, key, old = item
+                if old is _MISSING:
+                    self._pending.get(kind, {}).pop(key, None)
+                else:
+                    self._pending.setdefault(kind, {})[key] = old
             elif what == "t":
                 _, term, old = item
                 if old is _MISSING:
@@ -74,39 +82,56 @@ class Index:
                 else:
                     self._terms[term] = old
             else:
-                _, cust, ref, old = item
+                _, kind, cust, key, old = item
+                refs = self._customer.setdefault(kind, {}).setdefault(cust, {})
                 if old is _MISSING:
-                    self._customer.get(cust, {}).pop(ref, None)
+                    refs.pop(key, None)
                 else:
-                    self._customer.setdefault(cust, {})[ref] = old
+                    refs[key] = old
 
     # ---- updates ----
     def add(self, kind: str, shard_no: int, entry: list[Any], offset: int = 0, length: int = 0) -> None:
-        doc_id, key, at, customer, terms = entry
+        doc_id, key, at, customer, terms, pending = entry
         prim = self._primary.setdefault(kind, {})
         if self._undo is not None:
             self._undo.append(("p", kind, key, prim.get(key, _MISSING)))
         prim[key] = pack(shard_no, doc_id, offset, length)
+        if pending:
+            pend = self._pending.setdefault(kind, {})
+            if self._undo is not None:
+                self._undo.append(("q", kind, key, pend.get(key, _MISSING)))
+            pend[key] = at
         for term in terms:
             if self._undo is not None:
                 self._undo.append(("t", term, self._terms.get(term, _MISSING)))
             self._terms[term] = (kind, key)
         if customer:
-            refs = self._customer.setdefault(customer, {})
+            refs = self._customer.setdefault(kind, {}).setdefault(customer, {})
             if self._undo is not None:
-                self._undo.append(("c", customer, (kind, key), refs.get((kind, key), _MISSING)))
-            refs[(kind, key)] = at
+                self._undo.append(("c", kind, customer, key, refs.get(key, _MISSING)))
+            refs[key] = at
 
     def add_columns(self, kind: str, shard_no: int, cols: dict[str, Any]) -> None:
         """Bulk load one shard's sidecar columns (start-up; no undo)."""
         prim = self._primary.setdefault(kind, {})
         keys = cols["keys"]
-        prim.update(zip(keys, map(pack, [shard_no] * len(keys), cols["ids"], cols["off"], cols["len"])))
+        base = shard_no << (_ID_BITS + _OFF_BITS + _LEN_BITS)
+        lim_off, lim_len = 1 << _OFF_BITS, 1 << _LEN_BITS
+        prim.update(zip(keys, [
+            base | (i << (_OFF_BITS + _LEN_BITS)) | ((o << _LEN_BITS) | n if o < lim_off and n < lim_len else 0)
+            for i, o, n in zip(cols["ids"], cols["off"], cols["len"])
+        ]))
         for i, term in cols["terms"]:
             self._terms[term] = (kind, keys[i])
+        pend = self._pending.setdefault(kind, {})
+        pend.update((key, at) for key, at, p in zip(keys, cols["at"], cols["pend"]) if p)
+        by_cust = self._customer.setdefault(kind, {})
         for key, at, cust in zip(keys, cols["at"], cols["cust"]):
             if cust:
-                self._customer.setdefault(cust, {})[(kind, key)] = at
+                refs = by_cust.get(cust)
+                if refs is None:
+                    refs = by_cust[cust] = {}
+                refs[key] = at
 
     def relocate(self, kind: str, key: str, loc: int) -> None:
         """New byte span after a rewrite (post-commit, never undone)."""
@@ -115,23 +140,28 @@ class Index:
             prim[key] = loc
 
     def remove(self, kind: str, entry: list[Any]) -> None:
-        _, key, _, customer, terms = entry
+        key, customer, terms = entry[1], entry[3], entry[4]
         prim = self._primary.get(kind, {})
         if key in prim:
             if self._undo is not None:
                 self._undo.append(("p", kind, key, prim[key]))
             del prim[key]
+        pend = self._pending.get(kind, {})
+        if key in pend:
+            if self._undo is not None:
+                self._undo.append(("q", kind, key, pend[key]))
+            del pend[key]
         for term in terms:
             if self._terms.get(term) == (kind, key):
                 if self._undo is not None:
                     self._undo.append(("t", term, self._terms[term]))
                 del self._terms[term]
         if customer:
-            refs = self._customer.get(customer)
-            if refs is not None and (kind, key) in refs:
+            refs = self._customer.get(kind, {}).get(customer)
+            if refs is not None and key in refs:
                 if self._undo is not None:
-                    self._undo.append(("c", customer, (kind, key), refs[(kind, key)]))
-                del refs[(kind, key)]
+                    self._undo.append(("c", kind, customer, key, refs[key]))
+                del refs[key]
 
     # ---- lookups ----
     def loc(self, kind: str, key: str) -> int | None:
@@ -141,8 +171,14 @@ class Index:
         return self._terms.get(term)
 
     def customer_refs(self, customer_id: str) -> list[tuple[str, str, float]]:
-        refs = self._customer.get(customer_id, {})
-        return sorted(((k, key, at) for (k, key), at in refs.items()), key=lambda r: r[2])
+        out = [(kind, key, at) for kind, by_cust in self._customer.items()
+               for key, at in by_cust.get(customer_id, {}).items()]
+        return sorted(out, key=lambda r: r[2])
+
+    def pending_keys(self, kind: str) -> list[str]:
+        """Keys waiting for cloud sync, oldest first."""
+        pend = self._pending.get(kind, {})
+        return sorted(pend, key=pend.__getitem__)
 
     def keys(self, kind: str) -> dict[str, int]:
         return self._primary.get(kind, {})

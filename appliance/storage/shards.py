@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SHARD_CAP = 100  # docs per shard: a rewrite stays ~80 KB and a cold shard parses in ~1 ms
 OPEN_SHARDS = 48  # parsed shards kept in memory (~1 MB each as Python objects)
 SIDECAR_SUFFIX = ".idx"
+SIDECAR_COLUMNS = frozenset({"ids", "keys", "at", "cust", "terms", "off", "len", "pend"})
 _NAME = re.compile(r"^(?P<kind>[a-z][a-z_]*)-(?P<period>\d{4}-\d{2})-(?P<seq>\d{3,})\.json$")
 
 
@@ -61,8 +62,8 @@ def read_sidecar(path: Path, shard_digest: str) -> dict[str, Any] | None:
         data = envelope.decode(sidecar_path(path).read_bytes())
     except (OSError, envelope.CorruptFileError):
         return None
-    if not isinstance(data, dict) or data.get("shard") != shard_digest:
-        return None
+    if not isinstance(data, dict) or data.get("shard") != shard_digest or not SIDECAR_COLUMNS <= data.keys():
+        return None  # stale, or written by an older layout: rebuilt from the shard
     return data
 
 

@@ -272,15 +272,22 @@ class Store:
         fields = {"_sync": codec.sync_to_doc(info)}
         return await self._write(lambda e: e.set_fields(kind, key, fields))
 
+    async def set_sync_many(self, kind: str, states: dict[str, SyncInfo]) -> int:
+        """One commit for a whole batch of outbox results; returns how many records were found."""
+        fields = {key: {"_sync": codec.sync_to_doc(info)} for key, info in states.items()}
+        return await self._write(lambda e: sum(e.set_fields(kind, key, f) for key, f in fields.items()))
+
     async def pending(self, kind: str, limit: int = 100, now: float | None = None) -> list[dict[str, Any]]:
-        """Up to ``limit`` PENDING documents of ``kind`` whose ``next_at`` has passed, oldest shards first."""
+        """Up to ``limit`` PENDING documents of ``kind`` whose ``next_at`` has passed, oldest first.
+
+        Served from the in-memory pending index, so the cost does not grow with ACKED history."""
         t = time.time() if now is None else now
 
         def scan(e: Engine) -> list[dict[str, Any]]:
             out = []
-            for _, doc in e.docs(kind):
-                s = doc["_sync"]
-                if s["state"] == SyncState.PENDING.value and s.get("next_at", 0) <= t:
+            for key in e.index.pending_keys(kind):
+                doc = e.get(kind, key)
+                if doc is not None and doc["_sync"].get("next_at", 0) <= t:
                     out.append(doc)
                     if len(out) >= limit:
                         break

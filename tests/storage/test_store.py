@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.records import CallOutcome
-from appliance.storage import AlarmKind, Store, SyncState
+from appliance.storage import AlarmKind, Store, SyncInfo, SyncState
 from appliance.storage import atomic, envelope
 from appliance.storage.shards import ShardName
 from tests.storage.conftest import make_call
@@ -263,5 +263,25 @@ async def test_point_reads_of_cold_shards_follow_rewrites(tmp_path: Path) -> Non
             assert await s.get_call(call_id) == rec
         assert await s.get_call("c3") is None
         assert s.engine.shards.span_reads > 30
+    finally:
+        await s.close()
+
+
+async def test_outbox_pending_index_follows_sync_state(tmp_path: Path) -> None:
+    s = await Store.open(tmp_path / "d")
+    for i in range(5):
+        await s.save_call(make_call(f"c{i}", at=1000.0 + i))
+    assert [d["_key"] for d in await s.pending("call", limit=3)] == ["c0", "c1", "c2"]
+    acked = SyncInfo(SyncState.ACKED, attempts=1)
+    assert await s.set_sync_many("call", {"c0": acked, "c1": acked, "nope": acked}) == 2
+    await s.set_sync("call", "c2", SyncInfo(SyncState.PENDING, attempts=1, next_at=time.time() + 60))
+    assert [d["_key"] for d in await s.pending("call")] == ["c3", "c4"]  # c2 backs off
+    assert [d["_key"] for d in await s.pending("call", now=time.time() + 120)] == ["c2", "c3", "c4"]
+    await s.save_call(make_call("c0", at=1000.0))  # changed after ACK: pending again, same msg id
+    await s.close()
+    s = await Store.open(tmp_path / "d")
+    try:
+        assert [d["_key"] for d in await s.pending("call")] == ["c0", "c3", "c4"]
+        assert (await s.sync_state("call", "c1")).state is SyncState.ACKED
     finally:
         await s.close()

@@ -21,7 +21,7 @@ from tui.app import BranchlineApp
 
 SIZES = [(80, 24), (120, 40)]
 READY_TIMEOUT_S = 15.0
-MODE_KEYS = {"lines": "2", "agents": "3", "calls": "4", "recordings": "5", "logs": "6", "sync": "7"}
+MODE_KEYS = {"lines": "2", "agents": "3", "calls": "4", "recordings": "5", "logs": "6", "sync": "7", "help": "7"}
 
 
 @pytest.fixture(scope="module")

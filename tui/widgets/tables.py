@@ -22,6 +22,10 @@ def fill(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]], empty: 
     """Replace all rows; keep the cursor on the same row key when it is still there."""
     if not table.columns:  # not mounted yet: the screen's on_mount fills it
         return
+    rows = [(key, tuple(cells)) for key, cells in rows]
+    if getattr(table, "_shown_rows", None) == (rows, empty):
+        return  # nothing changed: keep the table (and its laid-out columns) as it is
+    table._shown_rows = (rows, empty)  # type: ignore[attr-defined]
     selected: str | None = None
     if table.row_count and table.cursor_row >= 0:
         try:

@@ -151,7 +151,8 @@ async def test_wrong_credentials_fail_with_reason(trunk_against) -> None:
     trunk, registrar = await trunk_against([401, 401, 401, 401], password="wrong")
     trunk.start()
     assert await _next_state(trunk) is TrunkState.FAILING
-    assert "credentials refused" in trunk.status().reason or trunk.status().reason.startswith("403")
+    assert trunk.status().reason.startswith("401 Unauthorized: credentials refused")
+    assert [r.headers.get("Authorization") is None for r in registrar.requests[:2]] == [True, False]
     await trunk.stop()
     assert trunk.status().state is TrunkState.STOPPED
 
