@@ -76,8 +76,12 @@ def banner(box) -> None:
     demo = [a for a in box.cfg.agents if a.demo_password]
     if demo:
         lines.append("  Demo agents:    " + ", ".join(f"{a.id} / {a.demo_password}" for a in demo))
+    lines.append("  Admin TUI:      python run.py tui   (same --data / --config as this box)")
     for line in lines:
         log.info("%s", line)
+    if demo and box.cfg.web.bind in ("0.0.0.0", "::", ""):
+        log.warning("the console listens on all interfaces with the demo passwords: set your own agents "
+                    "in branchline.toml (see docs/branchline.example.toml) before connecting this box to a LAN")
 
 
 def serve(cfg) -> int:
@@ -98,6 +102,8 @@ def serve(cfg) -> int:
         uvloop.run(main())
     except OSError as exc:
         log.error("cannot start: %s", exc)
+        if "address already in use" in str(exc).lower():
+            log.error("another program holds that port: stop it, or pick other ports with --sip-port / --web-port")
         return 1
     return 0
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Shutdown budget per stage (seconds). The sum plus a margin must stay under systemd's
 # TimeoutStopSec (90 s by default); tests/appliance/test_shutdown_budget.py checks it.
-SHUTDOWN_STAGES_S = {"calls": 15.0, "lines": 10.0, "web": 5.0, "storage": 10.0}
+SHUTDOWN_STAGES_S = {"calls": 15.0, "lines": 10.0, "web": 5.0, "api": 3.0, "storage": 10.0}
 SYSTEMD_TIMEOUT_STOP_S = 90.0
 WEB_SHUTDOWN_TIMEOUT_S = 3.0
 
@@ -119,6 +119,9 @@ class Box:
         sip_udp, sip_tcp = await self._start_sip()
         self.lines = LineManager(cfg, self.hub.topic("lines"), self.calls.handle_inbound, self.messages)
         await self.lines.start()
+        from appliance.api.server import start_local_api
+
+        self._stop_hooks.append(("api", await start_local_api(self)))
         self.endpoints = Endpoints(web_url, sip_udp, sip_tcp)
         self._write_endpoints()
         return self.endpoints
@@ -176,6 +179,24 @@ class Box:
                 advertised_ip=cfg.sip.sdp_address or None,
                 rtp_port_range=(cfg.sip.rtp_port_min, cfg.sip.rtp_port_max),
                 tcp="tcp" in cfg.sip.transports,
+                numbers=cfg.sip.numbers,
+                users=tuple((str(e), str(p)) for e, p in cfg.sip.users),
+                realm=cfg.sip.realm,
+                auth_algorithms=cfg.sip.auth_algorithms,
+                register_min_expires=cfg.sip.register_min_expires,
+                register_max_expires=cfg.sip.register_max_expires,
+                guard=cfg.sip.guard,
+                rate_limit_per_s=cfg.sip.rate_limit_per_s,
+                rate_limit_burst=cfg.sip.rate_limit_burst,
+                ban_after_failures=cfg.sip.ban_after_failures,
+                ban_window_s=cfg.sip.ban_window_s,
+                ban_s=cfg.sip.ban_s,
+                trusted_networks=cfg.sip.trusted_networks,
+                trunk_registrar=cfg.sip.trunk_registrar,
+                trunk_username=cfg.sip.trunk_username,
+                trunk_password=cfg.sip.trunk_password,
+                trunk_domain=cfg.sip.trunk_domain,
+                trunk_expires=cfg.sip.trunk_expires,
             ),
             self.calls.handle_inbound,
         )
@@ -199,6 +220,8 @@ class Box:
             self.acd.close()
         for name, hook in reversed(self._stop_hooks):
             await self._stage(name, hook())
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir() / "endpoints.json").unlink()
 
     async def _stage(self, name: str, aw: Awaitable[None]) -> None:
         try:

@@ -29,6 +29,24 @@ class SipConfig:
     rtp_port_min: int = 10000
     rtp_port_max: int = 20000
     sdp_address: str = ""  # address we put in SDP; empty = the address the INVITE arrived on
+    numbers: tuple[str, ...] = ()  # called numbers we take calls for; empty = any
+    users: tuple = ()  # desk phones: [["201", "password"], ...] (plain text for now)
+    realm: str = "branchline"
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    register_min_expires: int = 60
+    register_max_expires: int = 3600
+    guard: bool = True  # rate limits and scanner bans
+    rate_limit_per_s: float = 100.0
+    rate_limit_burst: int = 200
+    ban_after_failures: int = 10
+    ban_window_s: float = 60.0
+    ban_s: float = 300.0
+    trusted_networks: tuple[str, ...] = ()  # e.g. the carrier's SBC: never limited or banned
+    trunk_registrar: str = ""  # "host:port" of the provider's registrar; empty = no trunk
+    trunk_username: str = ""
+    trunk_password: str = ""
+    trunk_domain: str = ""
+    trunk_expires: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +196,14 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     box = raw.get("box", {})
     if not isinstance(box, dict):
         raise ConfigError("[box] must be a table")
+    unknown_box = set(box) - {"data_dir", "branch", "country", "log_level"}
+    if unknown_box:
+        raise ConfigError(f"[box] has unknown key(s): {', '.join(sorted(unknown_box))}")
+    for key in ("data_dir", "branch", "country", "log_level"):
+        if key in box and not isinstance(box[key], str):
+            raise ConfigError(f"[box] {key} must be a string, not {type(box[key]).__name__}")
+    if str(box.get("log_level", "INFO")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("[box] log_level must be DEBUG, INFO, WARNING or ERROR")
     unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "simulators", "queues", "agents", "gsm", "analog"}
     if unknown_top:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown_top))}")
@@ -186,6 +212,8 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
         raise ConfigError(f"[sip] port {sip.port} is out of range")
     if not set(sip.transports) <= {"udp", "tcp"}:
         raise ConfigError("[sip] transports may contain only \"udp\" and \"tcp\"")
+    if not all(isinstance(u, (list, tuple)) and len(u) == 2 for u in sip.users):
+        raise ConfigError('[sip] users must be a list of ["extension", "password"] pairs')
     web = _section(raw, "web", WebConfig)
     acd = _section(raw, "acd", AcdConfig)
     if acd.ring_timeout_s <= 0 or acd.wrapup_s < 0:

@@ -22,7 +22,6 @@ import asyncio
 import random
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time

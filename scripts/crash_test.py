@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -32,11 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 READY_TIMEOUT_S = 20.0  # child start-up: imports numpy/tinydb/cryptography and opens a growing store
+LEFT_SAMPLE = b"\x01\x00"  # the writer's customer channel: every sample is 1
 KILL_AFTER_S = (0.05, 2.5)  # random run time before SIGKILL: up to 2 recorder fsync periods
 
 
 # ---------------------------------------------------------------- child
-async def _writer(data: Path, acks_path: Path, seed: int) -> None:
+TEST_KEY = bytes(range(32))  # --encrypt: recordings at rest with AES-GCM chunks
+
+
+async def _writer(data: Path, acks_path: Path, seed: int, key: bytes | None) -> None:
     from appliance.records import CallOutcome, CallRecord
     from appliance.storage import Channel, Store
     from media.frames import FRAME_BYTES
@@ -44,7 +47,7 @@ async def _writer(data: Path, acks_path: Path, seed: int) -> None:
 
     rnd = random.Random(seed)
     acks = open(acks_path, "a", buffering=1)  # one write() per line; survives SIGKILL (page cache)
-    store = await Store.open(data, branch="crash")
+    store = await Store.open(data, branch="crash", encryption_key=key)
     tag = f"{seed:x}"
 
     def call(i: int, outcome: CallOutcome, rec_path: str | None = None) -> CallRecord:
@@ -60,7 +63,7 @@ async def _writer(data: Path, acks_path: Path, seed: int) -> None:
     print("READY", flush=True)
 
     async def audio() -> None:
-        left, right = b"\x01\x00" * (FRAME_BYTES // 2), b"\x02\x00" * (FRAME_BYTES // 2)
+        left, right = LEFT_SAMPLE * (FRAME_BYTES // 2), b"\x02\x00" * (FRAME_BYTES // 2)
         start, n = time.monotonic(), 0
         while True:
             recorder.write(left, right)
@@ -119,12 +122,12 @@ def _read_acks(path: Path) -> tuple[dict[tuple[str, str], str], dict[str, tuple[
     return records, recs
 
 
-async def _verify(data: Path, acks_path: Path) -> TrialResult:
-    from appliance.storage import AlarmKind, Store, envelope
+async def _verify(data: Path, acks_path: Path, rec_key: bytes | None) -> TrialResult:
+    from appliance.storage import AlarmKind, Store, crypto, envelope
     from media.recorder import HEADER_BYTES, BYTE_RATE
 
     acked, recs = _read_acks(acks_path)
-    store = await Store.open(data, branch="crash")
+    store = await Store.open(data, branch="crash", encryption_key=rec_key)
     try:
         corrupt = [a.subject for a in store.alarms() if a.kind is AlarmKind.CORRUPT_SHARD]
         counts: Counter[tuple[str, str]] = Counter()
@@ -150,11 +153,19 @@ async def _verify(data: Path, acks_path: Path) -> TrialResult:
             if wav is None or wav.with_name(wav.name + ".open").exists():
                 problem = f"{name} missing or still open"
                 continue
-            seconds = (wav.stat().st_size - HEADER_BYTES) / BYTE_RATE
-            head = wav.read_bytes()[:HEADER_BYTES]
-            if int.from_bytes(head[40:44], "little") != wav.stat().st_size - HEADER_BYTES:
-                problem = f"{name}: header not repaired"
-            elif seconds + 1e-6 < synced or seconds < written - 1.0:
+            if rec_key is not None:
+                raw = wav.read_bytes()
+                plain, _ = crypto.decrypt_bytes(raw, rec_key)
+                seconds = (len(plain) - HEADER_BYTES) // 4 * 4 / BYTE_RATE
+                audio_ok = seconds == 0 or plain[HEADER_BYTES : HEADER_BYTES + 2] == LEFT_SAMPLE
+                if crypto.valid_length(raw, rec_key) != len(raw) or not audio_ok:
+                    problem = f"{name}: torn tail not cut, or audio not decryptable"
+            else:
+                seconds = (wav.stat().st_size - HEADER_BYTES) / BYTE_RATE
+                head = wav.read_bytes()[:HEADER_BYTES]
+                if int.from_bytes(head[40:44], "little") != wav.stat().st_size - HEADER_BYTES:
+                    problem = f"{name}: header not repaired"
+            if seconds + 1e-6 < synced or seconds < written - 1.0:
                 problem = f"{name}: {seconds:.2f} s kept, {synced:.2f} s synced, {written:.2f} s written"
             rec = await store.get_call(wav.stem)
             if rec is None or rec.recording_s is None or abs(rec.recording_s - seconds) > 0.01:
@@ -165,13 +176,15 @@ async def _verify(data: Path, acks_path: Path) -> TrialResult:
 
 
 def run_trials(trials: int, data: Path, seed: int = 1, log=print,
-               kill_after: tuple[float, float] = KILL_AFTER_S) -> list[TrialResult]:
+               kill_after: tuple[float, float] = KILL_AFTER_S, encrypt: bool = False) -> list[TrialResult]:
+    key = TEST_KEY if encrypt else None
     rnd = random.Random(seed)
     results = []
     for t in range(trials):
         acks = data.parent / f"acks-{t}.txt"
         child = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "writer", str(data), str(acks), str(rnd.randrange(1 << 30))],
+            [sys.executable, str(Path(__file__).resolve()), "writer", str(data), str(acks), str(rnd.randrange(1 << 30)),
+             "encrypt" if encrypt else "plain"],
             stdout=subprocess.PIPE, cwd=ROOT,
         )
         try:
@@ -183,7 +196,7 @@ def run_trials(trials: int, data: Path, seed: int = 1, log=print,
             child.send_signal(signal.SIGKILL)
             child.wait()
             child.stdout.close()
-        res = asyncio.run(_verify(data, acks))
+        res = asyncio.run(_verify(data, acks, key))
         results.append(res)
         log(f"trial {t + 1}/{trials}: {res.acked} acked, missing {len(res.missing)}, dup {len(res.duplicates)}, "
             f"corrupt {len(res.corrupt)}, recording {res.recording_s:.2f} s {res.recording_problem or 'ok'}")
@@ -202,18 +215,20 @@ def _readline_with_timeout(child: subprocess.Popen, timeout: float) -> bytes:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "writer":
-        asyncio.run(_writer(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])))
+        key = TEST_KEY if sys.argv[5] == "encrypt" else None
+        asyncio.run(_writer(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), key))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--encrypt", action="store_true", help="recordings encrypted at rest (EncryptedChunkSink)")
     args = ap.parse_args()
     import tempfile
 
     base = args.dir or Path(tempfile.mkdtemp(prefix="crash-"))
     t0 = time.monotonic()
-    results = run_trials(args.trials, base / "data", args.seed)
+    results = run_trials(args.trials, base / "data", args.seed, encrypt=args.encrypt)
     bad = [r for r in results if r.missing or r.duplicates or r.corrupt or r.recording_problem]
     print(f"{len(results)} trials in {time.monotonic() - t0:.0f} s, {sum(r.acked for r in results)} acked records "
           f"checked, {len(bad)} failed trials; data in {base}")

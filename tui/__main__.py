@@ -33,8 +33,9 @@ def main(cfg: Any) -> int:
     root.addHandler(logging.NullHandler())
     from tui.app import BranchlineApp
 
-    BranchlineApp(SocketClient(run_dir)).run()
-    return 0
+    app = BranchlineApp(SocketClient(run_dir))
+    app.run()
+    return app.return_code or 0  # the box is untouched whatever happened here
 
 
 if __name__ == "__main__":

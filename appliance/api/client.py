@@ -65,9 +65,10 @@ class SocketClient:
         return self._session
 
     async def close(self) -> None:
+        """Drop the connection; the next request reconnects and re-reads the token (a restarted box has a new one)."""
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            await session.close()
 
     async def __aenter__(self) -> "SocketClient":
         return self
@@ -94,7 +95,10 @@ class SocketClient:
             async with self._ensure().get(f"http://box{path}") as resp:
                 doc = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            await self.close()
             raise self._unavailable(exc) from None
+        if resp.status == 401:
+            await self.close()
         return self._result(resp.status, doc, expect)
 
     async def _post(self, path: str, message: Any, expect: type[T]) -> T:
@@ -102,12 +106,15 @@ class SocketClient:
             async with self._ensure().post(f"http://box{path}", json=s.encode(message)) as resp:
                 doc = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            await self.close()
             raise self._unavailable(exc) from None
+        if resp.status == 401:
+            await self.close()
         return self._result(resp.status, doc, expect)
 
     def _result(self, status: int, doc: Any, expect: type[T]) -> T:
         if status == 401:
-            raise ApiUnavailable(f"the box refused the API token in {self.token_path}; restart the TUI")
+            raise ApiUnavailable(f"the box refused the API token in {self.token_path}")
         msg = s.decode(doc)
         if isinstance(msg, s.ApiError):
             raise ApiCommandError(msg.message)
@@ -120,29 +127,37 @@ class SocketClient:
 
     async def events(self) -> AsyncIterator[s.Event]:
         """One stream: a snapshot, then deltas. Ends with ApiUnavailable when the box goes away."""
-        try:
-            ws = await self._ensure().ws_connect("http://box/v1/events", heartbeat=WS_HEARTBEAT_S)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise self._unavailable(exc) from None
+        ws = await self._ws("http://box/v1/events")
         async with ws:
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     break
                 yield s.decode(msg.json(), (s.SiteSnapshot, s.AgentChanged, s.AgentRemoved, s.CallChanged,
                                             s.LineChanged, s.QueueChanged, s.QueueRemoved, s.AlarmsChanged))
+        await self.close()
         raise ApiUnavailable("the box closed the event stream")
 
     async def logs(self, level: str = "DEBUG") -> AsyncIterator[s.LogEntry]:
-        try:
-            ws = await self._ensure().ws_connect(f"http://box/v1/logs?level={level}", heartbeat=WS_HEARTBEAT_S)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise self._unavailable(exc) from None
+        ws = await self._ws(f"http://box/v1/logs?level={level}")
         async with ws:
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     break
                 yield s.decode(msg.json(), s.LogEntry)
+        await self.close()
         raise ApiUnavailable("the box closed the log stream")
+
+    async def _ws(self, url: str) -> aiohttp.ClientWebSocketResponse:
+        try:
+            return await self._ensure().ws_connect(url, heartbeat=WS_HEARTBEAT_S)
+        except aiohttp.WSServerHandshakeError as exc:
+            await self.close()
+            if exc.status == 401:
+                raise ApiUnavailable(f"the box refused the API token in {self.token_path}") from None
+            raise self._unavailable(exc) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self.close()
+            raise self._unavailable(exc) from None
 
     # --- commands ------------------------------------------------------------------------------
     async def put_agent(self, cmd: s.PutAgent) -> s.CommandResult:

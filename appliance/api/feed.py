@@ -8,7 +8,6 @@ a short signal history, and today's per-queue counters for the service level.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -34,6 +33,7 @@ SIGNAL_HISTORY = 240  # samples kept per line: one per change or per minute -> a
 SIGNAL_SAMPLE_S = 60.0  # an unchanged signal is still sampled this often so the plot has a time axis
 ALARM_POLL_S = 5.0  # the store raises alarms without telling anyone; its list is short, poll it this often
 FANOUT_QUEUE = 1024  # deltas a slow client may lag; beyond that it gets a fresh snapshot instead
+RESYNC = object()  # on the deltas topic: "deltas were lost; send clients a fresh snapshot"
 SEED_CALLS = 5000  # stored records read at start to count today's calls (a busy branch does < 1000/day)
 
 
@@ -75,7 +75,7 @@ class SiteFeed:
         for name, handler in pumps.items():
             sub = hub.topic(name).subscribe()
             self._subs.append(sub)
-            task = asyncio.get_running_loop().create_task(self._pump(sub, handler), name=f"api-feed-{name}")
+            task = asyncio.get_running_loop().create_task(self._pump(sub, handler, name), name=f"api-feed-{name}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         manager = getattr(self._box, "lines", None)
@@ -93,16 +93,22 @@ class SiteFeed:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks)  # raises nothing of theirs; our own cancellation still propagates
 
-    async def _pump(self, sub: Subscription, handler: Callable[[Any], None]) -> None:
+    async def _pump(self, sub: Subscription, handler: Callable[[Any], None], topic: str) -> None:
+        dropped = 0
         async for event in sub:
             try:
                 handler(event)
             except Exception:  # one odd event must not stop the admin view of the box
                 log.exception("local API: could not handle %s", type(event).__name__)
+            now_dropped = sub.statistics().dropped
+            if now_dropped != dropped:  # the hub dropped events for us: deltas would be wrong
+                log.warning("local API fell %d events behind on topic %s; clients get a fresh snapshot",
+                            now_dropped - dropped, topic)
+                dropped = now_dropped
+                self.deltas.publish(RESYNC)
 
     async def _seed_today(self) -> None:
         store = self._box.store

@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from appliance.admin import Admin
 from appliance.api import schema as s
 from appliance.api.archive import ArchiveError
-from appliance.api.feed import SiteFeed
+from appliance.api.feed import RESYNC, SiteFeed
 from appliance.api.logring import LogRing
 from appliance.config import DEFAULT_CONFIG_NAME
 
@@ -96,10 +96,20 @@ async def _events(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         sub.close()
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sender
+        await _end(sender)
     return ws
+
+
+async def _end(task: asyncio.Task[None]) -> None:
+    """Stop a stream's sender; its end (cancelled, or the peer vanished mid-send) is expected.
+
+    ``asyncio.wait`` does not raise the task's outcome, so a cancellation of *this* handler
+    still propagates while the sender's own CancelledError/ConnectionError is consumed.
+    """
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("local API stream ended: %s", task.exception())
 
 
 async def _send_deltas(ws: web.WebSocketResponse, admin: Admin, sub: Any) -> None:
@@ -108,7 +118,7 @@ async def _send_deltas(ws: web.WebSocketResponse, admin: Admin, sub: Any) -> Non
     while True:
         event = await sub.get()
         now_dropped = sub.statistics().dropped
-        if now_dropped != dropped:  # the client lagged and lost deltas: resynchronise it
+        if now_dropped != dropped or event is RESYNC:  # deltas were lost (by this client or the feed)
             dropped = now_dropped
             await ws.send_json(s.encode(admin.snapshot()))
             continue
@@ -132,9 +142,7 @@ async def _logs(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         follower.close()
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sender
+        await _end(sender)
     return ws
 
 

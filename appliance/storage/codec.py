@@ -163,7 +163,8 @@ def doc_time(kind: str, doc: dict[str, Any], now: float) -> float:
 
 def to_interaction(kind: str, doc: dict[str, Any]) -> Interaction:
     if kind == "call":
-        number, summary = doc.get("from_number"), str(doc.get("outcome", ""))
+        number = doc.get("to_number") if doc.get("direction") == "outbound" else doc.get("from_number")
+        summary = str(doc.get("outcome", ""))
     else:
         number, summary = doc.get("number"), str(doc.get("body", ""))[:80]
     return Interaction(kind, doc["_key"], doc["_msg_id"], doc.get("customer_id"), doc["_at"], number, summary)

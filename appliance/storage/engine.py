@@ -6,6 +6,7 @@ keeps the index changes, so a batch is all-or-nothing as far as callers can tell
 """
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import time
@@ -17,9 +18,10 @@ from tinydb.table import Document
 
 from appliance.storage import codec, envelope
 from appliance.storage.atomic import ShardStorage
+from appliance.storage.ids import new_msg_id
 from appliance.storage.index import Index, pack, span, unpack
 from appliance.storage.models import Alarm, AlarmKind, SyncState
-from appliance.storage.shards import SHARD_CAP, ShardSet, read_sidecar, sidecar_path, write_sidecar
+from appliance.storage.shards import SHARD_CAP, ShardSet, read_sidecar, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +201,11 @@ class Engine:
                 doc = None  # a stale span: fall back to the parsed shard
             if isinstance(doc, dict) and doc.get("_key") == key:
                 return doc
-        return self._doc(loc)[2]
+        doc = self._doc(loc)[2]
+        return None if doc is None else copy.deepcopy(dict(doc))  # callers may mutate; the shard must not change
 
     def upsert(self, kind: str, key: str, body: dict[str, Any], now: float) -> str:
         """Insert or replace the document ``key`` of ``kind``; returns its msg id (minted on insert)."""
-        from appliance.storage.ids import new_msg_id
-
         loc = self.index.loc(kind, key)
         old = None
         if loc is not None:
@@ -293,5 +294,3 @@ class Engine:
         loc = self.index.loc(kind, key)
         return None if loc is None else unpack(loc)[0]
 
-
-__all__ = ["Engine", "pack", "sidecar_path"]

@@ -25,7 +25,7 @@ from appliance.storage.atomic import TMP_SUFFIX, ShardStorage, fsync_dir, write_
 
 log = logging.getLogger(__name__)
 
-SHARD_CAP = 100  # docs per shard: a rewrite stays ~80 KB and a cold shard parses in ~1 ms
+SHARD_CAP = 50  # docs per shard: a rewrite stays ~80 KB and a cold shard parses in ~1 ms
 OPEN_SHARDS = 48  # parsed shards kept in memory (~1 MB each as Python objects)
 SIDECAR_SUFFIX = ".idx"
 SIDECAR_COLUMNS = frozenset({"ids", "keys", "at", "cust", "terms", "off", "len", "pend"})
@@ -82,6 +82,7 @@ class ShardSet:
         self._counts: dict[int, int] = {}
         self._latest: dict[tuple[str, str], ShardName] = {}
         self._open: OrderedDict[int, TinyDB] = OrderedDict()
+        self._live: dict[str | None, list[int]] = {}
         self._verified: set[int] = set()  # shards whose current file passed its checksum (or we wrote)
         self.on_evict: Callable[[int], None] | None = None
         self.span_reads = 0  # statistics: documents read without parsing their shard
@@ -103,6 +104,7 @@ class ShardSet:
     def register(self, name: ShardName, count: int) -> int:
         no = self._numbers.get(name)
         if no is None:
+            self._live.clear()
             no = len(self._names)
             self._names.append(name)
             self._numbers[name] = no
@@ -130,6 +132,7 @@ class ShardSet:
             return json.loads(f.read(length))
 
     def forget(self, no: int) -> None:
+        self._live.clear()
         self._verified.discard(no)
         name = self._names[no]
         self._numbers.pop(name, None)
@@ -151,9 +154,13 @@ class ShardSet:
         return self.root / self._names[no].filename
 
     def live(self, kind: str | None = None) -> list[int]:
-        """Shard numbers on disk, oldest period/seq first."""
-        nos = [no for name, no in self._numbers.items() if kind is None or name.kind == kind]
-        return sorted(nos, key=lambda no: self._names[no])
+        """Shard numbers on disk, oldest period/seq first (cached until a shard comes or goes)."""
+        nos = self._live.get(kind)
+        if nos is None:
+            nos = [no for name, no in self._numbers.items() if kind is None or name.kind == kind]
+            nos.sort(key=lambda no: self._names[no])
+            self._live[kind] = nos
+        return list(nos)
 
     def target(self, kind: str, at: float) -> int:
         """The shard a new document of this kind and time goes to (a new one when the last is full)."""

@@ -24,7 +24,7 @@ from appliance.storage.engine import Engine
 from appliance.storage.ids import new_ulid
 from appliance.storage.migrations import check_version, detect_version, migrate
 from appliance.storage.models import (
-    Alarm, AlarmKind, Channel, Conversation, Customer, Interaction, Message, SyncInfo, SyncState,
+    Alarm, AlarmKind, Channel, Conversation, Customer, Interaction, Message, SyncInfo,
 )
 from appliance.storage.backup import BackupReport, link_snapshot, write_tar
 from appliance.storage.retention import (
@@ -70,6 +70,8 @@ class Store:
         self._closed = False
         self._disk_low = False
         self.encryption_key: bytes | None = None
+        self.last_retention: RetentionReport | None = None
+        self._retention_ran = asyncio.Event()
         self.commits = 0  # statistics: group commits done, ops committed
         self.committed_ops = 0
 
@@ -96,12 +98,19 @@ class Store:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
         from appliance.storage.recordings import recover_recordings
 
-        await recover_recordings(self)
+        try:
+            await recover_recordings(self)
+        except TimeoutError:  # never blocks start-up; the repair goes on in the writer thread
+            log.error("repairing recordings left open by a crash is taking long; continuing start-up")
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     def _start(self, verify_all: bool) -> None:
         t0 = time.monotonic()
         (self.data_dir / "recordings").mkdir(parents=True, exist_ok=True)
+
         def meta_corrupt(message: str) -> None:
             log.error("%s", message)
             self._raise_alarm(Alarm(AlarmKind.CORRUPT_SHARD, "meta.json", message, time.time()))
@@ -385,10 +394,17 @@ class Store:
         """Run retention every ``retention.interval_s``; start it as a named task, cancel to stop."""
         while True:
             try:
-                await self.run_retention()
+                self.last_retention = await self.run_retention()
             except (OSError, TimeoutError) as exc:
                 log.error("retention run failed (%s); will retry in %.0f s", exc, self.retention.interval_s)
+            self._retention_ran.set()
             await asyncio.sleep(self.retention.interval_s)  # a schedule, not synchronisation
+
+    async def wait_retention_run(self) -> RetentionReport | None:
+        """Wait for the scheduled task's next run to end (for tests and the TUI)."""
+        self._retention_ran.clear()
+        await self._retention_ran.wait()
+        return self.last_retention
 
     async def erase_customer(self, customer_id: str) -> ErasureReport:
         salt = self.meta["audit_salt"]

@@ -6,9 +6,15 @@ Pure code (no I/O, testable with bytes and a fake clock):
     message.py      parse/serialize, typed parse errors carrying the status to answer, TCP framing
     sdp.py          offer parsing, G.711 + telephone-event negotiation, answers, hold
     transaction.py  RFC 3261 §17 / RFC 6026 transactions and the UAS 2xx retransmitter
+    guard.py        per-source rate limit and temporary bans for scanners
+    digest.py       Digest auth (RFC 7616/8760: SHA-256, MD5, qop=auth), server and client side
+    registrar.py    REGISTER handling and the location service for desk phones
+    session_timer.py RFC 4028 session timers (UAS side, when the caller asks)
+    dialog.py       building our in-dialog requests (BYE, re-INVITE, ACK)
 asyncio shell:
-    transport.py    UDP and TCP sockets (uvloop-safe)
+    transport.py    UDP and TCP sockets (uvloop-safe), CRLF keep-alive pongs
     useragent.py    transaction tables and timers, OPTIONS/CANCEL/ACK/501/481 handling
-    call.py         SipCall: one inbound dialog, the appliance.lines.InboundCall
+    call.py         SipCall: one inbound dialog, the appliance.lines.InboundCall (+ hold/resume)
+    trunk.py        outbound registration to a SIP trunk, refresh and backoff
     line.py         SipLine: what run.py starts
 """

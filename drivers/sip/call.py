@@ -7,25 +7,27 @@ transaction, a 2xx retransmitter and BYE client transactions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import uuid
 from enum import StrEnum
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from appliance.lines import CallerId, CallGone, HangupCause, LineKind
-from drivers.sip.errors import SdpError
-from drivers.sip.headers import Headers
-from drivers.sip.message import SipRequest, serialize_request
-from drivers.sip.sdp import Negotiated, SessionDescription, build_answer, negotiate, parse_sdp
-from drivers.sip.uri import is_digits, parse_name_addr
-from drivers.sip.useragent import ServerTransaction, UserAgent, new_branch, new_tag
+from drivers.sip.dialog import DialogRequests
+from drivers.sip.errors import SdpError, SipSyntaxError
+from drivers.sip.message import SipRequest
+from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, negotiate, parse_sdp
+from drivers.sip.session_timer import SessionIntervalTooSmall, SessionTimer, session_timer_for
+from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
 
-if TYPE_CHECKING:
-    from drivers.sip.transport import Connection
-
 log = logging.getLogger(__name__)
+
+GLARE_RETRY_MAX_S = 2.0  # §14.1: not the Call-ID owner, so retry a 491'd re-INVITE after 0..2 s
+ACK_WAIT_S = 32.0  # 64*T1: after that the 2xx retransmitter gives up and the call ends anyway
+REINVITE_WAIT_S = 40.0  # Timer B (32 s) reports a silent peer first; this only bounds a bug
 
 
 class CallState(StrEnum):
@@ -82,6 +84,7 @@ class SipCall:
         line_id: str,
         on_end: Callable[["SipCall"], None],
         progress_status: int = 180,
+        session_timer: SessionTimer | None = None,
     ) -> None:
         invite = txn.request
         self.call_id = uuid.uuid4().hex
@@ -108,7 +111,13 @@ class SipCall:
         self._answer_sdp = b""
         self._retransmitter = None
         self._bye_pending = False
-        self._local_cseq = random.randint(1, 10000)
+        self._dialog = DialogRequests(invite, txn.conn, self.local_tag, contact)
+        self._session_timer = session_timer
+        self._session_handle: asyncio.TimerHandle | None = None
+        self._reinvite_out = False  # our re-INVITE is pending: a crossing one gets 491 (glare)
+        self._local_direction = Direction.SENDRECV  # what we offer: SENDONLY while we hold the caller
+        self._side_tasks: set[asyncio.Task] = set()  # session refresh / expiry work
+        self._confirmed = asyncio.Event()  # set by the ACK of our 200
         self._dtmf_callbacks: list[Callable[[str], None]] = []
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
         txn.owner = self
@@ -133,6 +142,10 @@ class SipCall:
         if self.state is CallState.ENDED:
             return
         self._go(CallState.ENDED, cause.value)
+        self._confirmed.set()  # a hold() waiting for the ACK gives up now
+        if self._session_handle is not None:
+            self._session_handle.cancel()
+            self._session_handle = None
         self._rtp.close()
         if not self._ended.done():
             self._ended.set_result(cause)
@@ -154,9 +167,13 @@ class SipCall:
         """Called once the RTP socket is bound: build the answer, start receiving."""
         self._apply_media()
 
-    def _sdp_extra(self) -> tuple[tuple[str, str], ...]:
-        return (("Contact", self._contact), ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
-                ("Content-Type", "application/sdp"))
+    def _sdp_extra(self, final: bool = False) -> tuple[tuple[str, str], ...]:
+        extra: tuple[tuple[str, str], ...] = (
+            ("Contact", self._contact), ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"),
+            ("Supported", "timer"), ("Content-Type", "application/sdp"))
+        if final and self._session_timer is not None:
+            extra += self._session_timer.response_headers()
+        return extra
 
     def _deliver_dtmf(self, digit: str) -> None:
         for callback in self._dtmf_callbacks:
@@ -182,11 +199,13 @@ class SipCall:
             raise CallGone(self.call_id)
         if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
             return
-        data = self._txn.respond(200, to_tag=self.local_tag, extra=self._sdp_extra(), body=self._answer_sdp)
+        data = self._txn.respond(200, to_tag=self.local_tag, extra=self._sdp_extra(final=True),
+                                 body=self._answer_sdp)
         if data is None:
             raise CallGone(self.call_id)
         self._go(CallState.ANSWERED, "200 sent")
         self._retransmitter = self._ua.start_2xx(data, self._txn.conn, self._ack_timeout)
+        self._arm_session_timer()
 
     async def hangup(self, cause: HangupCause) -> None:
         if self.state is CallState.ENDED:
@@ -226,6 +245,7 @@ class SipCall:
             self._ua.ack_2xx(self._retransmitter)
         if self.state is CallState.ANSWERED:
             self._go(CallState.CONFIRMED, "ACK")
+            self._confirmed.set()
         if self._bye_pending:
             self._bye_pending = False
             self._send_bye()
@@ -241,25 +261,137 @@ class SipCall:
         self._end(HangupCause.CALLER_HUNG_UP)
 
     def on_reinvite(self, txn: ServerTransaction) -> None:
-        """Re-INVITE (hold/resume, new address): answer with a fresh SDP."""
-        if self.state is not CallState.CONFIRMED:
+        """Re-INVITE or UPDATE from the caller (hold/resume, new address, session refresh)."""
+        request = txn.request
+        is_update = request.method == "UPDATE"
+        if self.state is not CallState.CONFIRMED and not (is_update and self.state is CallState.ANSWERED):
             txn.respond(491 if self.state is CallState.ANSWERED else 481)
             return
-        try:
-            offer = parse_sdp(txn.request.body) if txn.request.body else self._offer
-            neg = negotiate(offer)
-        except SdpError as exc:
-            txn.respond(exc.status, reason=None)
+        if self._reinvite_out:  # §14.2 glare: both sides offered at once
+            txn.respond(491, extra=(("Retry-After", "1"),))
             return
-        self._offer, self._neg = offer, neg
+        try:
+            timer = session_timer_for(request)
+            offer = parse_sdp(request.body) if request.body else None
+            neg = negotiate(offer) if offer is not None else None
+        except SessionIntervalTooSmall as exc:
+            txn.respond(422, extra=(("Min-SE", str(exc.min_se)),))
+            return
+        except SipSyntaxError:
+            txn.respond(400)
+            return
+        except SdpError as exc:
+            txn.respond(exc.status)
+            return
+        if timer is not None:
+            self._session_timer = timer
+        if offer is not None and neg is not None:
+            self._offer, self._neg = offer, neg
+            self._sdp_version += 1
+            self._apply_media()
+        data = txn.respond(200, extra=self._sdp_extra(final=True), body=self._answer_sdp)
+        if not is_update:
+            if self._retransmitter is not None:
+                self._ua.ack_2xx(self._retransmitter)
+            if data is not None:
+                self._retransmitter = self._ua.start_2xx(data, txn.conn, lambda: None)
+        self._arm_session_timer()  # any accepted refresh restarts the session interval
+        log.info("SIP call %s: %s from the caller, we are now %s", self.call_id, request.method,
+                 self._neg.direction.value)
+
+    # ---- our re-INVITEs: hold, resume, session refresh -------------------------------
+    async def hold(self) -> bool:
+        """Put the caller on hold (our SDP sendonly: we may keep sending music). False if refused."""
+        return await self._reoffer(Direction.SENDONLY, "hold")
+
+    async def resume(self) -> bool:
+        return await self._reoffer(Direction.SENDRECV, "resume")
+
+    async def _reoffer(self, direction: Direction, why: str) -> bool:
+        if self.state is CallState.ANSWERED:  # §14.1: no new INVITE before the ACK of the first
+            try:
+                async with asyncio.timeout(ACK_WAIT_S):
+                    await self._confirmed.wait()
+            except TimeoutError:
+                return False
+        for attempt in range(2):  # one retry after 491
+            if self.state is not CallState.CONFIRMED or self._reinvite_out:
+                return False
+            status = await self._send_reinvite(direction)
+            if status is None or 200 <= status < 300:
+                if status is not None:
+                    log.info("SIP call %s: %s accepted, we are now %s", self.call_id, why, self._neg.direction.value)
+                return status is not None
+            if status != 491 or attempt:
+                log.info("SIP call %s: %s refused with %d", self.call_id, why, status)
+                return False
+            await asyncio.sleep(random.uniform(0.0, GLARE_RETRY_MAX_S))
+        return False
+
+    async def _send_reinvite(self, direction: Direction) -> int | None:
+        """One re-INVITE with our current media and ``direction``; returns the final status (None: no answer)."""
+        neg = dataclasses.replace(self._neg, direction=direction)
         self._sdp_version += 1
-        self._apply_media()
-        data = txn.respond(200, extra=self._sdp_extra(), body=self._answer_sdp)
-        if self._retransmitter is not None:
-            self._ua.ack_2xx(self._retransmitter)
-        if data is not None:
-            self._retransmitter = self._ua.start_2xx(data, txn.conn, lambda: None)
-        log.info("SIP call %s: re-INVITE, we are now %s", self.call_id, neg.direction.value)
+        body = build_answer(self._offer, neg, self._local_ip, self._rtp.local_port, self._session_id,
+                            self._sdp_version)
+        extra = (("Contact", self._contact), ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"),
+                 ("Supported", "timer"), ("Content-Type", "application/sdp"))
+        if self._session_timer is not None:
+            extra += (("Session-Expires", f"{self._session_timer.interval};refresher=uas"),)
+        self._reinvite_out = True
+        try:
+            response = await self._dialog.reinvite(self._ua, extra=extra, body=body, wait_s=REINVITE_WAIT_S)
+        finally:
+            self._reinvite_out = False
+        if response is None:
+            log.warning("SIP call %s: re-INVITE unanswered; hanging up", self.call_id)
+            await self.hangup(HangupCause.TIMEOUT)
+            return None
+        if 200 <= response.status < 300:
+            self._local_direction = direction
+            try:
+                answer = negotiate(parse_sdp(response.body)) if response.body else None
+            except SdpError:
+                answer = None
+            if answer is not None:
+                self._neg = answer  # mirrors their answer: an "inactive" answer stops our sending too
+                self._apply_media()
+            self._arm_session_timer()
+        return response.status
+
+    # ---- session timer (RFC 4028) ----------------------------------------------------------
+    def _arm_session_timer(self) -> None:
+        timer = self._session_timer
+        if timer is None or self.state is CallState.ENDED:
+            return
+        if self._session_handle is not None:
+            self._session_handle.cancel()
+        loop = asyncio.get_running_loop()
+        if timer.we_refresh:
+            self._session_handle = loop.call_later(timer.refresh_after, self._refresh_session)
+        else:
+            self._session_handle = loop.call_later(timer.expire_after, self._session_expired)
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.call_id}")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_task_done)
+
+    def _side_task_done(self, task: asyncio.Task) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIP call %s: %s failed: %r", self.call_id, task.get_name(), task.exception())
+
+    def _refresh_session(self) -> None:
+        self._session_handle = None
+        if self.state is CallState.CONFIRMED:
+            self._spawn(self._reoffer(self._local_direction, "session refresh"), "sip-refresh")
+
+    def _session_expired(self) -> None:
+        self._session_handle = None
+        if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
+            log.warning("SIP call %s: session timer expired without a refresh; hanging up", self.call_id)
+            self._spawn(self.hangup(HangupCause.TIMEOUT), "sip-session-expired")
 
     def _ack_timeout(self) -> None:
         log.warning("SIP call %s: no ACK for our 200 within 32 s; sending BYE", self.call_id)
@@ -270,37 +402,8 @@ class SipCall:
         self._end(HangupCause.TIMEOUT)
 
     def _send_bye(self) -> None:
-        invite = self._invite
-        conn: Connection = self._txn.conn
-        routes = invite.headers.get_all("Record-Route")
-        contact = invite.headers.get("Contact")
-        target = str(invite.from_addr.uri)
-        try:
-            if contact:
-                target_uri = parse_name_addr(contact).uri
-                target = str(target_uri)
-                next_hop = parse_name_addr(routes[0]).uri if routes else target_uri
-                if next_hop.port and is_digits(next_hop.host.replace(".", "")):
-                    conn = conn.redirect((next_hop.host, next_hop.port))
-        except ValueError:
-            pass
-        self._local_cseq += 1
-        branch = new_branch()
-        transport = "TCP" if conn.reliable else "UDP"
-        items = [
-            ("Via", f"SIP/2.0/{transport} {self._contact_hostport()};branch={branch};rport"),
-            ("Max-Forwards", "70"),
-            ("From", f"{invite.headers.get('To')};tag={self.local_tag}"),
-            ("To", invite.headers.get("From") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", f"{self._local_cseq} BYE"),
-        ]
-        items += [("Route", r) for r in routes]
-        data = serialize_request("BYE", target, Headers(items))
-        self._ua.send_request(data, branch, "BYE", conn, self._bye_result)
-
-    def _contact_hostport(self) -> str:
-        return self._contact.strip("<>").split("@", 1)[-1].split(";")[0]
+        out = self._dialog.build("BYE")
+        self._ua.send_request(out.data, out.branch, "BYE", out.conn, self._bye_result)
 
     def _bye_result(self, status: int) -> None:
         if status >= 300:

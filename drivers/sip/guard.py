@@ -20,6 +20,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 MAX_TRACKED_SOURCES = 4096  # sources remembered (rate buckets, failure history, bans)
+RATE_LOG_INTERVAL_S = 60.0  # a source flooding for minutes gets one WARNING per minute, not one per drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +49,14 @@ class GuardStatistics:
 
 
 class _Source:
-    __slots__ = ("tokens", "refilled", "failures", "banned_until", "throttled")
+    __slots__ = ("tokens", "refilled", "failures", "banned_until", "rate_logged_at")
 
     def __init__(self, tokens: float, now: float) -> None:
         self.tokens = tokens
         self.refilled = now
         self.failures: deque[float] = deque()
         self.banned_until = 0.0
-        self.throttled = False
+        self.rate_logged_at: float | None = None
 
 
 class SourceGuard:
@@ -105,13 +106,12 @@ class SourceGuard:
         entry.refilled = now
         if entry.tokens < 1.0:
             self._dropped_rate += 1
-            if not entry.throttled:
-                entry.throttled = True
+            if entry.rate_logged_at is None or now - entry.rate_logged_at >= RATE_LOG_INTERVAL_S:
+                entry.rate_logged_at = now
                 log.warning("SIP source %s sends more than %.0f messages/s; dropping the excess", ip,
                             cfg.rate_per_s)
             return False
         entry.tokens -= 1.0
-        entry.throttled = False
         return True
 
     def failure(self, ip: str, reason: str, now: float) -> bool:

@@ -18,7 +18,7 @@ COMPACT_FORMS = {
 _SPECIAL_CASE = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
     "mime-version": "MIME-Version", "rack": "RAck", "rseq": "RSeq", "sip-etag": "SIP-ETag",
-    "sip-if-match": "SIP-If-Match",
+    "sip-if-match": "SIP-If-Match", "min-se": "Min-SE",
 }
 # Headers whose value is a comma-separated list (§7.3.1). Others (Date, auth headers) are not split.
 LIST_HEADERS = frozenset({

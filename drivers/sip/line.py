@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from appliance.lines import HangupCause, IncomingCallHandler
 from drivers.sip.call import SipCall
 from drivers.sip.digest import DigestServer
-from drivers.sip.errors import SdpError
+from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.uri import is_digits
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.message import SipRequest
 from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
 from drivers.sip.sdp import negotiate, parse_sdp
+from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.transport import SipTransports
 from drivers.sip.trunk import TrunkConfig, TrunkRegistration, TrunkStatus
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
@@ -53,6 +54,9 @@ class SipLineConfig:
     ban_window_s: float = 60.0  # ... within this window ...
     ban_s: float = 300.0  # ... ignore the source this long
     trusted_networks: tuple[str, ...] = ()  # e.g. the carrier's SBC: never limited or banned
+    # numbers (Request-URI users) we take calls for; empty: any. An INVITE for another number gets
+    # 404 and counts as a failed attempt, so an INVITE sweep (svwar -m INVITE) gets its source banned.
+    numbers: tuple[str, ...] = ()
     # --- registrar for desk phones (on when ``users`` is not empty) ---
     users: tuple[tuple[str, str], ...] = ()  # (extension, password), passwords in plain text for now
     realm: str = "branchline"
@@ -167,12 +171,17 @@ class SipLine:
         if not host or not is_digits(port_text):
             host, port_text = cfg.trunk_registrar, "5060"
         assert self._transports is not None and self._ua is not None
-        conn = self._transports.udp_connection((host, int(port_text)))
+        conn = self._transports.udp_connection((host, int(port_text)))  # re-aimed at the resolved address
         assert conn is not None
-        local_ip = cfg.advertised_ip or self._local_ip_for(host)
+        udp_port = self._transports.udp_port
+
+        def contact_hostport(registrar_ip: str) -> str:
+            local_ip = cfg.advertised_ip or self._local_ip_for(registrar_ip)
+            return f"[{local_ip}]:{udp_port}" if ":" in local_ip else f"{local_ip}:{udp_port}"
+
         trunk = TrunkConfig(host, int(port_text), cfg.trunk_username, cfg.trunk_password,
                             cfg.trunk_domain or host, cfg.trunk_expires)
-        return TrunkRegistration(self._ua, conn, trunk, f"{local_ip}:{self._transports.udp_port}")
+        return TrunkRegistration(self._ua, conn, trunk, contact_hostport)
 
     async def stop(self) -> None:
         self._accepting = False
@@ -202,6 +211,11 @@ class SipLine:
 
     # ---- TransactionUser ------------------------------------------------------
     def on_invite(self, request: SipRequest, txn: ServerTransaction) -> None:
+        called = request.uri.user or ""
+        if self.config.numbers and called not in self.config.numbers:
+            txn.respond(404, to_tag=new_tag())
+            self._ua.report_failure(txn.conn, f"INVITE for unknown number {called[:32]!r}")
+            return
         if not self._accepting or len(self._calls) >= MAX_CALLS:
             txn.respond(503, to_tag=new_tag(), extra=(("Retry-After", "30"),))
             return
@@ -214,9 +228,16 @@ class SipLine:
         try:
             offer = parse_sdp(request.body)
             negotiated = negotiate(offer)
+            timer = session_timer_for(request)
         except SdpError as exc:
             log.warning("SIP: INVITE from %s refused with %d: %s", request.from_addr.uri, exc.status, exc.detail)
             txn.respond(exc.status, to_tag=new_tag())
+            return
+        except SessionIntervalTooSmall as exc:
+            txn.respond(422, to_tag=new_tag(), extra=(("Min-SE", str(exc.min_se)),))
+            return
+        except SipSyntaxError as exc:
+            txn.respond(400, reason=f"Bad Request ({str(exc)[:60]})", to_tag=new_tag())
             return
         cfg = self.config
         local_ip = cfg.advertised_ip or self._local_ip_for(txn.conn.peer[0])
@@ -227,7 +248,8 @@ class SipLine:
                          port_range=cfg.rtp_port_range, latching=cfg.rtp_latching)
         call = SipCall(ua=self._ua, txn=txn, offer=offer, negotiated=negotiated, rtp=rtp,
                        local_ip=local_ip, contact=f"<sip:branchline@{host}:{port}{transport}>",
-                       line_id=cfg.line_id, on_end=self._call_ended, progress_status=cfg.progress_status)
+                       line_id=cfg.line_id, on_end=self._call_ended, progress_status=cfg.progress_status,
+                       session_timer=timer)
         self._calls[call.dialog_key] = call
         self._calls_total += 1
         log.info("SIP call %s: INVITE from %s (%s) to %s, %s", call.call_id, call.caller.number,
@@ -242,7 +264,7 @@ class SipLine:
             txn.respond(481)
         elif request.method == "BYE":
             call.on_bye(txn)
-        elif request.method == "INVITE":
+        elif request.method in ("INVITE", "UPDATE"):
             call.on_reinvite(txn)
         else:
             txn.respond(501)

@@ -10,11 +10,14 @@ operator (or the TUI) where the trunk stands.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import secrets
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Callable
 
 from drivers.sip.digest import authorization, pick_challenge
 from drivers.sip.headers import Headers
@@ -25,6 +28,7 @@ from drivers.sip.useragent import UserAgent, new_branch, new_tag
 
 log = logging.getLogger(__name__)
 
+DNS_TIMEOUT_S = 10.0  # resolving the registrar's name; a failure is retried with the backoff
 RESPONSE_WAIT_S = 40.0  # Timer F (32 s) reports a silent registrar first; this only guards against a bug
 UNREGISTER_WAIT_S = 2.0  # on stop, time given to the Expires: 0 REGISTER (a LAN/WAN answer is < 1 s)
 MIN_REFRESH_S = 1.0  # never re-register more often than this, whatever the server grants
@@ -77,11 +81,15 @@ def backoff_delay(failures: int, base: float, ceiling: float) -> float:
 
 
 class TrunkRegistration:
-    def __init__(self, ua: UserAgent, conn: Connection, config: TrunkConfig, contact_hostport: str) -> None:
+    def __init__(self, ua: UserAgent, conn: Connection, config: TrunkConfig,
+                 contact_hostport: str | Callable[[str], str]) -> None:
+        """``contact_hostport``: our "ip:port" for Via/Contact, or a function of the registrar's IP."""
         self._ua = ua
         self._conn = conn
         self.config = config
-        self._contact_hostport = contact_hostport
+        self._contact_for = contact_hostport if callable(contact_hostport) else (lambda _ip: contact_hostport)
+        self._contact_hostport = ""
+        self._resolved: str | None = None
         self._call_id = f"{secrets.token_hex(10)}@branchline"
         self._from_tag = new_tag()
         self._cseq = 0
@@ -185,7 +193,26 @@ class TrunkRegistration:
                                                 self._nc)))
         return serialize_request("REGISTER", uri, Headers(items)), branch
 
+    async def _resolve(self) -> None:
+        """Aim the connection at the registrar's address (a name is resolved off the loop's thread)."""
+        host, port = self.config.registrar_host, self.config.registrar_port
+        try:
+            ip = str(ipaddress.ip_address(host))
+        except ValueError:
+            try:
+                async with asyncio.timeout(DNS_TIMEOUT_S):
+                    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except (OSError, TimeoutError) as exc:
+                raise TrunkFailure(f"cannot resolve {host}: {exc or 'timeout'}") from None
+            v4 = [info for info in infos if info[0] == socket.AF_INET]  # our SIP socket is usually IPv4
+            ip = (v4 or infos)[0][4][0]
+        if ip != self._resolved:
+            self._resolved = ip
+            self._conn = self._conn.redirect((ip, port))
+            self._contact_hostport = self._contact_for(ip)
+
     async def _transaction(self, expires: int) -> SipResponse:
+        await self._resolve()
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[SipResponse | None] = loop.create_future()
 

@@ -24,6 +24,7 @@ from drivers.sip.transaction import (
     Action,
     AnswerRetransmitter,
     Deliver,
+    InviteClientTransaction,
     InviteServerTransaction,
     NonInviteClientTransaction,
     NonInviteServerTransaction,
@@ -40,10 +41,10 @@ from drivers.sip.transport import Connection
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 ACCEPT = "application/sdp"
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we implement no option tags yet (no 100rel, timer)
-DIALOG_METHODS = frozenset({"INVITE", "BYE"})
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer"})  # RFC 4028 session timers (no 100rel)
+DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE"})
 REJECT_LOG_INTERVAL_S = 10.0  # at most one WARNING per this interval for unparseable messages
 
 
@@ -157,7 +158,7 @@ class UserAgent:
         if entry.table is not None and entry.table.get(entry.key) is entry:
             del entry.table[entry.key]
         self._others.discard(entry)
-        if not self._client:
+        if not any(key[1] != "INVITE" for key in self._client):  # BYEs; a re-INVITE's Timer M is not awaited
             self._client_idle.set()
 
     def close(self) -> None:
@@ -203,6 +204,21 @@ class UserAgent:
         entry.on_timeout = timeout
         self._client[key] = entry
         self._client_idle.clear()
+        self.run(entry, core.start(self.now()))
+
+    def send_invite(self, request: SipRequest, data: bytes, conn: Connection,
+                    on_response: Callable[[SipResponse | None], None]) -> None:
+        """Send an INVITE (a re-INVITE in a dialog) through an INVITE client transaction.
+
+        ``on_response`` gets every response (provisional, final, 2xx retransmissions) and
+        None on Timer B. The transaction ACKs non-2xx finals itself; the TU ACKs a 2xx.
+        """
+        core = InviteClientTransaction(request, data, conn.reliable)
+        key = client_key(request.branch or "", "INVITE")
+        entry = _Running(core, conn, key, self._client)
+        entry.on_deliver = on_response
+        entry.on_timeout = lambda _t: on_response(None)
+        self._client[key] = entry
         self.run(entry, core.start(self.now()))
 
     def start_2xx(self, data: bytes, conn: Connection, on_timeout: Callable[[], None]) -> _Running:

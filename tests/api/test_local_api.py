@@ -229,3 +229,94 @@ async def test_client_says_clearly_when_the_box_is_not_running(tmp_path) -> None
     stale.close()
     with pytest.raises(ApiUnavailable, match=r"^the box is not running \(stale API socket at .*\)$"):
         await SocketClient(rb.run_dir).snapshot()
+
+
+@pytest.fixture
+def box_with_gsm_simulator(tmp_path):
+    from tests.api.running_box import CONFIG
+
+    (tmp_path / "branchline.toml").write_text(CONFIG.replace("gsm = false", "gsm = true"))
+    rb = RunningBox(tmp_path).start()
+    try:
+        yield rb
+    finally:
+        rb.stop()
+
+
+async def test_gsm_line_commands_reach_the_simulated_modem(box_with_gsm_simulator: RunningBox) -> None:
+    rb = box_with_gsm_simulator
+    async with SocketClient(rb.run_dir) as client:
+        stream = client.events()
+        await anext(stream)
+        ev = await _next(stream, s.LineChanged, lambda e: e.line.kind == "gsm" and e.line.state == "up")
+        await stream.aclose()
+        line = ev.line
+        assert line.line_id == f"gsm:{line.imei}" and line.capabilities == ("test_sms", "ussd")
+        site = await client.snapshot()
+        assert [ln.line_id for ln in site.lines if ln.kind == "gsm"] == [line.line_id]  # the gsm:<port> name is gone
+        ussd = await client.line_command(s.LineCommand(line.line_id, "ussd", text="*100#"))
+        assert ussd.ok and ussd.message.startswith(f"ussd done on {line.line_id}: ") and "Balance" in ussd.message
+        sms = await client.line_command(s.LineCommand(line.line_id, "test_sms", number="+447700900123", text="hello"))
+        assert sms == s.CommandResult(True, f"test sms done on {line.line_id}")
+        assert (await client.line_command(s.LineCommand(line.line_id, "ussd", text="balance"))).message == "give a USSD code such as *100#"
+        assert (await client.line_command(s.LineCommand(line.line_id, "reset"))).message == f"reset is not available on line {line.line_id}"
+
+
+async def test_service_level_counts_todays_calls_as_they_end(running_box: RunningBox) -> None:
+    import time
+
+    from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
+
+    now = time.time()
+
+    def call(call_id: str, state: LiveState, since: float) -> CallUpdate:
+        return CallUpdate(LiveCallSnapshot(call_id, "sip", "sip", "+4477", None, "support", state, since, now))
+
+    story = [call("fast", LiveState.QUEUED, now), call("fast", LiveState.ON_CALL, now + 5), call("fast", LiveState.ENDED, now + 60),
+             call("slow", LiveState.QUEUED, now), call("slow", LiveState.ON_CALL, now + 45), call("slow", LiveState.ENDED, now + 90),
+             call("gone", LiveState.QUEUED, now), call("gone", LiveState.ENDED, now + 10)]
+    async with SocketClient(running_box.run_dir) as client:
+        stream = client.events()
+        await anext(stream)
+        topic = running_box.box.hub.topic("calls")
+        await running_box.acall(lambda: [topic.publish(u) for u in story])
+        ev = await _next(stream, s.QueueChanged, lambda e: e.queue.offered_today == 3)
+        await stream.aclose()
+        q = ev.queue
+        assert (q.answered_today, q.abandoned_today, q.answered_in_sl_today) == (2, 1, 1)
+        assert q.service_level == pytest.approx(1 / 3)
+        assert (await client.snapshot()).calls == ()  # every call ended
+
+
+async def test_a_client_that_falls_behind_gets_a_fresh_snapshot(running_box: RunningBox) -> None:
+    from appliance.api.feed import FANOUT_QUEUE
+
+    async with SocketClient(running_box.run_dir) as client:
+        stream = client.events()
+        await anext(stream)
+        acd = running_box.box.acd
+
+        def burst() -> None:  # more changes in one go than a client may lag
+            for _ in range(FANOUT_QUEUE):
+                acd.login("alice")
+                acd.logout("alice")
+            acd.login("alice")
+
+        await running_box.acall(burst)
+        snap = await _next(stream, s.SiteSnapshot)
+        assert next(a for a in snap.agents if a.agent_id == "alice").state == "paused"
+        await stream.aclose()
+
+
+async def test_messages_with_a_number(running_box: RunningBox) -> None:
+    from appliance.storage import Channel
+
+    store = running_box.box.store
+    await running_box.acall(lambda: store.add_message(Channel.SMS, "in", "+447700900001", "Is my order shipped?", at=1_780_300_000.0))
+    await running_box.acall(lambda: store.add_message(Channel.SMS, "out", "+447700900001", "Yes, today.", at=1_780_300_060.0))
+    async with SocketClient(running_box.run_dir) as client:
+        found = await client.messages("+447700900001")
+        assert [(m.direction, m.body) for m in found.messages] == [("in", "Is my order shipped?"), ("out", "Yes, today.")]
+        assert (await client.messages("+447700900999")).messages == ()
+        with pytest.raises(ApiCommandError, match="give a phone number"):
+            await client.messages(" ")

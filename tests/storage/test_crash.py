@@ -32,3 +32,11 @@ def test_sigkill_never_corrupts_or_loses_acknowledged_records(tmp_path: Path) ->
     for r, line in zip(results, lines):
         assert not r.corrupt and not r.missing and not r.duplicates and r.recording_problem is None, line
     assert max(r.recording_s for r in results) > 0.5, "\n".join(lines)  # recordings were exercised
+
+
+def test_sigkill_with_encrypted_recordings_leaves_decryptable_prefix(tmp_path: Path) -> None:
+    crash = _load()
+    lines: list[str] = []
+    results = crash.run_trials(5, tmp_path / "data", seed=11, log=lines.append, kill_after=(0.3, 1.5), encrypt=True)
+    for r, line in zip(results, lines):
+        assert not r.corrupt and not r.missing and not r.duplicates and r.recording_problem is None, line

@@ -1,10 +1,13 @@
 """Retention and erasure: the files are gone and the indexes no longer return them."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from pathlib import Path
+
+import pytest
 
 from appliance.storage import Channel, RetentionPolicy, Store
 from tests.storage.conftest import make_call
@@ -101,3 +104,19 @@ async def test_erase_customer_removes_everything_and_audits_without_personal_dat
                  for d in json.loads(p.read_bytes())["tables"]["audit"].values())
     assert audit["subject"] == report.subject_hash and audit["action"] == "erase_customer"
     assert (await store.get("audit", audit["_key"]))["_msg_id"] == report.audit_msg_id
+
+
+async def test_scheduled_retention_task_runs_and_stops_on_cancel(tmp_path: Path) -> None:
+    s = await Store.open(tmp_path / "d", retention=RetentionPolicy(records_days=1.0, interval_s=3600.0))
+    await s.save_call(make_call("old", at=time.time() - 3 * DAY))
+    task = asyncio.get_running_loop().create_task(s.retention_task(), name="test-retention")
+    try:
+        async with asyncio.timeout(10):
+            report = await s.wait_retention_run()
+        assert report is not None and report.records_removed == 1
+        assert await s.get_call("old") is None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await s.close()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 import time
 from pathlib import Path
@@ -285,3 +284,12 @@ async def test_outbox_pending_index_follows_sync_state(tmp_path: Path) -> None:
         assert (await s.sync_state("call", "c1")).state is SyncState.ACKED
     finally:
         await s.close()
+
+
+async def test_returned_documents_are_copies(store: Store) -> None:
+    await store.put("chat", {"meta": {"tags": ["a"]}}, key="k")
+    doc = await store.get("chat", "k")
+    doc["meta"]["tags"].append("MUTATED")
+    doc["_sync"]["state"] = "ACKED"
+    again = await store.get("chat", "k")
+    assert again["meta"] == {"tags": ["a"]} and again["_sync"]["state"] == "PENDING"

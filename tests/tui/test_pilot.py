@@ -207,7 +207,7 @@ async def test_help_overlay_and_command_palette(running_box: RunningBox) -> None
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RecordingsScreen")
 
 
-async def test_the_tui_says_when_the_box_goes_away(tmp_path) -> None:
+async def test_the_tui_says_when_the_box_goes_away_and_follows_it_back(tmp_path) -> None:
     rb = RunningBox(tmp_path).start()
     app = make_app(rb)
     try:
@@ -217,5 +217,71 @@ async def test_the_tui_says_when_the_box_goes_away(tmp_path) -> None:
             await asyncio.to_thread(rb.stop)
             await wait_until(pilot, lambda: app.sub_title.startswith("DISCONNECTED"))
             assert not app.connected
+            assert any(severity == "error" for _, severity in app.notes)
+            rb = await asyncio.to_thread(RunningBox(tmp_path).start)  # restarted: new socket, new token
+            await wait_until(pilot, lambda: app.connected, timeout=20)
+            assert app.sub_title == "branch test-branch"
+            await pilot.press("3")
+            await wait_until(pilot, lambda: [r[0] for r in rows(app, "agents-table")] == ["alice", "bob"])
     finally:
         rb.stop()
+
+
+async def test_ussd_balance_and_test_sms_on_the_simulated_gsm_line(tmp_path) -> None:
+    from tests.api.running_box import CONFIG
+
+    (tmp_path / "branchline.toml").write_text(CONFIG.replace("gsm = false", "gsm = true"))
+    rb = RunningBox(tmp_path).start()
+    try:
+        app = make_app(rb)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await connected(pilot, app)
+            await pilot.press("2")
+            await wait_until(pilot, lambda: any(ln.kind == "gsm" and ln.state == "up" for ln in app.site.lines), timeout=30)
+            assert rows(app, "lines-table")[0][0].startswith("gsm:")
+            await pilot.press("u")
+            await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
+            await pilot.press("enter")  # the form offers *100#
+            await wait_until(pilot, lambda: any("Balance" in m for m, _ in app.notes), timeout=30)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
+            await pilot.press(*"+447700900123", "enter")
+            await wait_until(pilot, lambda: any(m.startswith("test sms done on gsm:") for m, _ in app.notes), timeout=30)
+    finally:
+        rb.stop()
+
+
+async def test_recording_export_from_the_tui(running_box: RunningBox, tmp_path) -> None:
+    await asyncio.to_thread(seed_calls, running_box)
+    src = running_box.box.store.recordings_dir() / "2026/06/01/c-0001.wav"
+    dest = tmp_path / "exported.wav"
+    app = make_app(running_box)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, app)
+        await pilot.press("5")
+        await wait_until(pilot, lambda: rows(app, "rec-table")[0][1] == "c-0001")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
+        path_input = app.screen.query_one("#f-path", Input)
+        assert path_input.value == "/tmp/c-0001.wav"
+        path_input.value = str(dest)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, FormScreen))
+        assert (f"recording exported to {dest}", "information") in app.notes
+    assert dest.read_bytes() == src.read_bytes()
+
+
+async def test_sms_conversation_from_the_calls_screen(running_box: RunningBox) -> None:
+    from appliance.storage import Channel
+
+    store = running_box.box.store
+    await running_box.acall(lambda: store.add_message(Channel.SMS, "in", "+447700900001", "Is my order shipped?"))
+    app = make_app(running_box)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, app)
+        await pilot.press("4", "m")
+        assert ("type a phone number in the number field first", "warning") in app.notes
+        app.screen.query_one("#q-number", Input).value = "+447700900001"
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MessageScreen))
+        assert "<- Is my order shipped?" in str(app.screen.query_one("#message-text").render())

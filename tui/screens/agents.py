@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header
 from appliance.api import schema as s
 from tui.screens.base import SiteScreen
 from tui.screens.forms import Choice, ConfirmScreen, Field, FormScreen, MessageScreen
-from tui.widgets.tables import fill, selected_key, state_text
+from tui.widgets.tables import SiteTable, fill, selected_key, state_text
 
 
 def split_list(text: str) -> tuple[str, ...]:
@@ -34,8 +34,8 @@ class AgentsScreen(SiteScreen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Vertical(id="people"):
-            yield DataTable(id="agents-table", cursor_type="row")
-            yield DataTable(id="queues-table", cursor_type="row")
+            yield SiteTable(id="agents-table", cursor_type="row")
+            yield SiteTable(id="queues-table", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:

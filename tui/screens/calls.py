@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from appliance.api import schema as s
 from tui.clock import duration
 from tui.screens.base import SiteScreen
-from tui.widgets.tables import fill, selected_key
+from tui.screens.forms import MessageScreen
+from tui.widgets.tables import SiteTable, fill, selected_key
 
 
 def record_text(rec: s.CallRecordView, clock: Any) -> str:
@@ -57,8 +58,9 @@ class CallDetailScreen(ModalScreen[None]):
 class CallsScreen(SiteScreen):
     HELP = ("Search the stored call records: dates as YYYY-MM-DD (either may be empty), part of a phone "
             "number, or an agent id; enter searches. Enter on a result opens the record with its "
-            "disposition and any SMS with that number.")
-    BINDINGS = [Binding("ctrl+f", "focus_search", "Search")]
+            "disposition and any SMS with that number. m lists the SMS conversation with the number "
+            "in the number field.")
+    BINDINGS = [Binding("ctrl+f", "focus_search", "Search"), Binding("m", "messages", "Messages")]
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -67,7 +69,7 @@ class CallsScreen(SiteScreen):
             yield Input(placeholder="to date", id="q-to")
             yield Input(placeholder="number", id="q-number")
             yield Input(placeholder="agent id", id="q-agent")
-        yield DataTable(id="calls-table", cursor_type="row")
+        yield SiteTable(id="calls-table", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -102,6 +104,24 @@ class CallsScreen(SiteScreen):
                                   r.agent_name or r.agent_id or "-", duration(r.wait_s), duration(r.talk_s), r.disposition or "-"))
                      for r in found.calls], empty="no matching calls")
         table.border_subtitle = f"{len(found.calls)} found in {found.scanned} stored"
+
+    def action_messages(self) -> None:
+        number = self.query_one("#q-number", Input).value.strip()
+        if not number:
+            self.notify("type a phone number in the number field first", severity="warning")
+            return
+        self._show_messages(number)
+
+    @work(exit_on_error=False, group="calls-open")
+    async def _show_messages(self, number: str) -> None:
+        try:
+            found = await self.client.messages(number)
+        except Exception as exc:
+            self.notify(str(exc), severity="error")
+            return
+        c = self.clock
+        text = "\n".join(f"{c.date_time(m.at)} {'<-' if m.direction == 'in' else '->'} {m.body}" for m in found.messages)
+        self.app.push_screen(MessageScreen(f"Messages with {number}", text or "No open conversation with this number."))
 
     @on(DataTable.RowSelected)
     def _open(self) -> None:

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Header
 from appliance.api import schema as s
 from tui.screens.base import SiteScreen
 from tui.widgets.signal import signal_bars
-from tui.widgets.tables import fill, state_text
+from tui.widgets.tables import SiteTable, fill, state_text
 
 AGENT_ORDER = ("on_call", "reserved", "wrap_up", "available", "paused", "logged_out")
 
@@ -38,11 +38,11 @@ class DashboardScreen(SiteScreen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Grid(id="dash"):
-            yield DataTable(id="dash-lines", cursor_type="row", zebra_stripes=False)
-            yield DataTable(id="dash-queues", cursor_type="row")
-            yield DataTable(id="dash-agents", cursor_type="row")
-            yield DataTable(id="dash-calls", cursor_type="row")
-            yield DataTable(id="dash-alarms", cursor_type="row")
+            yield SiteTable(id="dash-lines", cursor_type="row", zebra_stripes=False)
+            yield SiteTable(id="dash-queues", cursor_type="row")
+            yield SiteTable(id="dash-agents", cursor_type="row")
+            yield SiteTable(id="dash-calls", cursor_type="row")
+            yield SiteTable(id="dash-alarms", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -14,7 +14,7 @@ from appliance.api import schema as s
 from tui.screens.base import SiteScreen
 from tui.screens.forms import Field, FormScreen
 from tui.widgets.signal import dbm, signal_bars
-from tui.widgets.tables import fill, selected_key, state_text
+from tui.widgets.tables import SiteTable, fill, selected_key, state_text
 
 ACTION_LABELS = {"enable": "enable", "disable": "disable", "reset": "reset", "test_sms": "test SMS", "ussd": "USSD"}
 
@@ -46,7 +46,7 @@ class LinesScreen(SiteScreen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="lines-body"):
-            yield DataTable(id="lines-table", cursor_type="row")
+            yield SiteTable(id="lines-table", cursor_type="row")
             with Vertical(id="lines-side"):
                 with VerticalScroll(id="line-detail-box"):
                     yield Static("", id="line-detail")

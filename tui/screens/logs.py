@@ -1,6 +1,7 @@
 """Logs: a live tail of the box's log, filtered by level and component."""
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 from rich.text import Text
@@ -14,6 +15,7 @@ from appliance.api.client import ApiUnavailable
 from tui.screens.base import SiteScreen
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # as the main event stream: a restarting box is back within seconds
 KEEP = 2000  # lines kept for re-filtering; the box's own ring holds the same amount
 LEVEL_STYLES = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
 
@@ -67,10 +69,21 @@ class LogsScreen(SiteScreen):
 
     @work(exclusive=True, exit_on_error=False, group="log-follow")
     async def follow_logs(self, level: str) -> None:
+        """Tail the box's log; after an interruption start again from the box's recent ring."""
         view = self.query_one("#log-view", RichLog)
-        try:
-            async for entry in self.client.logs(level):
-                self.entries.append(entry)
-                self._write(view, entry)
-        except ApiUnavailable as exc:
-            view.write(Text(f"log stream ended: {exc}", style="red"))
+        attempt = 0
+        while True:
+            fresh = True
+            try:
+                async for entry in self.client.logs(level):
+                    if fresh and attempt:  # reconnected: the ring is sent again, so redraw from it
+                        self.entries.clear()
+                        view.clear()
+                    fresh, attempt = False, 0
+                    self.entries.append(entry)
+                    self._write(view, entry)
+            except ApiUnavailable as exc:
+                if attempt == 0:
+                    view.write(Text(f"log stream interrupted: {exc}; retrying", style="red"))
+            await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
+            attempt += 1

@@ -13,7 +13,7 @@ from appliance.api import schema as s
 from tui.clock import duration
 from tui.screens.base import SiteScreen
 from tui.screens.forms import Field, FormScreen
-from tui.widgets.tables import fill, selected_key
+from tui.widgets.tables import SiteTable, fill, selected_key
 
 
 def size_text(n: int) -> str:
@@ -36,7 +36,7 @@ class RecordingsScreen(SiteScreen):
             yield Input(placeholder="from date", id="r-from")
             yield Input(placeholder="to date", id="r-to")
             yield Input(placeholder="number", id="r-number")
-        yield DataTable(id="rec-table", cursor_type="row")
+        yield SiteTable(id="rec-table", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:

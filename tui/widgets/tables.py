@@ -1,7 +1,7 @@
 """Refreshing a DataTable from fresh rows without losing the admin's place in it."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -12,6 +12,23 @@ STATE_STYLES = {
     "down": "bold red", "disabled": "dim", "logged_out": "dim", "starting": "yellow", "registering": "yellow",
     "unknown": "dim",
 }
+
+
+class SiteTable(DataTable):
+    """A DataTable that repaints after it re-measures its columns.
+
+    DataTable sizes auto-width columns when idle, but rows it happened to render between
+    ``add_row`` and that moment stay cached at the old widths, so a busy app could show
+    truncated cells until the next change. Clearing the render caches after measuring
+    fixes it (seen as flaky screenshots under load with Textual 8.2.8).
+    """
+
+    async def _on_idle(self, event: Any) -> None:
+        measuring = self._require_update_dimensions or bool(self._updated_cells)
+        await super()._on_idle(event)
+        if measuring:
+            self._clear_caches()
+            self.refresh()
 
 
 def state_text(state: str) -> Text:

@@ -36,14 +36,19 @@ def test_failures_outside_the_window_do_not_add_up() -> None:
     assert g.failure("10.0.0.9", "unknown user", 30.0) is True  # 24, 29, 30
 
 
-def test_rate_limit_burst_then_refill_and_one_warning(caplog) -> None:
+def test_rate_limit_burst_then_refill_and_one_warning_per_minute(caplog) -> None:
     caplog.set_level(logging.WARNING, logger="drivers.sip.guard")
     g = SourceGuard(GuardConfig(rate_per_s=10.0, burst=20))
     admitted = sum(g.admit("198.51.100.7", 0.0) for _ in range(50))
     assert admitted == 20
     assert sum(g.admit("198.51.100.7", 1.0) for _ in range(50)) == 10  # 1 s refills 10 tokens
-    assert len([r for r in caplog.records if "messages/s" in r.getMessage()]) == 2  # once per throttled spell
-    assert g.statistics(1.0).dropped_rate == 70
+    # a steady flood: each refilled token admits one message, the rest are dropped
+    flood = [g.admit("198.51.100.7", 1.0 + i * 0.01) for i in range(1, 3000)]  # 100/s for 30 s
+    assert 290 <= sum(flood) <= 310
+    assert len([r for r in caplog.records if "messages/s" in r.getMessage()]) == 1
+    assert sum(g.admit("198.51.100.7", 62.0) for _ in range(25)) == 20  # refilled, then over again
+    assert len([r for r in caplog.records if "messages/s" in r.getMessage()]) == 2  # again after a minute
+    assert g.statistics(62.0).dropped_rate >= 70 + 2600
 
 
 def test_trusted_networks_are_never_limited_or_banned() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from drivers.sip.digest import authorization, pick_challenge
 from drivers.sip.line import SipLine, SipLineConfig
-from drivers.sip.message import SipResponse
+from drivers.sip.message import SipResponse, parse_message
 from tests.drivers.sip.peer import SipPeer, new_branch, new_call_id
 from tests.drivers.sip.test_sipp import SCENARIO_DIR, _free_port, _run_sipp
 
@@ -170,12 +170,39 @@ async def test_rate_limit_drops_the_excess(secure_line) -> None:
     assert line.guard_statistics().dropped_rate == 3
 
 
-async def test_tcp_crlf_keepalive_gets_a_pong(secure_line) -> None:
+async def _tcp_response(reader: asyncio.StreamReader) -> SipResponse:
+    async with asyncio.timeout(WAIT_S):
+        head = await reader.readuntil(b"\r\n\r\n")
+    response = parse_message(head, stream=True)
+    assert isinstance(response, SipResponse)
+    return response
+
+
+async def test_phone_registers_over_tcp_and_keeps_the_connection_alive(secure_line) -> None:
     factory, _ = secure_line
     line = await factory()
     reader, writer = await asyncio.open_connection("127.0.0.1", line.tcp_port)
+    local_port = writer.get_extra_info("sockname")[1]
+
+    def register_tcp(cseq: int, auth: str | None = None) -> bytes:
+        text = (f"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{local_port};branch={new_branch()}\r\n"
+                f"From: <sip:202@127.0.0.1>;tag=tcp1\r\nTo: <sip:202@127.0.0.1>\r\nCall-ID: tcp-reg-1\r\n"
+                f"CSeq: {cseq} REGISTER\r\nContact: <sip:202@127.0.0.1:{local_port};transport=tcp>\r\n"
+                f"Expires: 120\r\n" + (f"Authorization: {auth}\r\n" if auth else "") + "Content-Length: 0\r\n\r\n")
+        return text.encode()
+
     try:
-        writer.write(b"\r\n\r\n")
+        writer.write(register_tcp(1))
+        challenge = await _tcp_response(reader)
+        assert challenge.status == 401
+        params = pick_challenge(challenge.headers.get_all("WWW-Authenticate"))
+        writer.write(register_tcp(2, authorization(params, "REGISTER", "sip:127.0.0.1", "202", "staple-42", 1)))
+        ok = await _tcp_response(reader)
+        assert ok.status == 200
+        assert ok.headers.get("Contact") == f"<sip:202@127.0.0.1:{local_port};transport=tcp>;expires=120"
+        [binding] = line.bindings("202")
+        assert binding.transport == "tcp" and binding.source == ("127.0.0.1", local_port)
+        writer.write(b"\r\n\r\n")  # RFC 5626 keep-alive ping on the registered connection
         async with asyncio.timeout(WAIT_S):
             assert await reader.readexactly(2) == b"\r\n"
     finally:

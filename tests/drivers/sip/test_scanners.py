@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -32,10 +33,10 @@ async def _no_calls(call) -> None:
 async def line_factory():
     lines: list[SipLine] = []
 
-    async def factory(guard: bool = True) -> SipLine:
+    async def factory(guard: bool = True, numbers: tuple[str, ...] = ()) -> SipLine:
         line = SipLine(SipLineConfig(host="127.0.0.1", port=0, rtp_port_range=None, guard=guard,
                                      users=(("201", PASSWORD), ("202", "other-secret")),
-                                     auth_algorithms=("MD5",)), _no_calls)
+                                     auth_algorithms=("MD5",), numbers=numbers), _no_calls)
         await line.start()
         lines.append(line)
         return line
@@ -94,7 +95,17 @@ async def test_svwar_enumerates_no_extension(line_factory, args: tuple[str, ...]
     line = await line_factory()
     rc, out = await scan("svwar", line, *args, "-e", "195-210", "--maximumtime=3")
     assert "found nothing" in out, out
-    assert "201" not in out and "202" not in out, out
+    assert "| Extension" not in out and not re.search(r"extension '\d+' (exists|probably)", out), out
+
+
+async def test_svwar_invite_sweep_reaches_no_call_and_is_banned(line_factory, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="drivers.sip")
+    line = await line_factory(numbers=("+4930123456",))  # the one number this box takes calls for
+    rc, out = await scan("svwar", line, "-m", "INVITE", "-e", "100-140", "--maximumtime=3")
+    assert "found nothing" in out, out
+    assert line.statistics().calls_total == 0
+    assert any(r.getMessage().startswith("SIP source 127.0.0.1 banned for 300 s after 10 failed attempts (last: "
+                                         "INVITE for unknown number") for r in caplog.records)
 
 
 async def test_svmap_sees_a_sip_device_only(line_factory) -> None:

@@ -106,7 +106,8 @@ class _Tu:
 async def trunk_against():
     made: list = []
 
-    async def factory(script: list[int], password: str = "pw") -> tuple[TrunkRegistration, FakeRegistrar]:
+    async def factory(script: list[int], password: str = "pw",
+                      host: str = "127.0.0.1") -> tuple[TrunkRegistration, FakeRegistrar]:
         loop = asyncio.get_running_loop()
         transport, registrar = await loop.create_datagram_endpoint(lambda: FakeRegistrar(script),
                                                                    local_addr=("127.0.0.1", 0))
@@ -114,10 +115,10 @@ async def trunk_against():
         ua = UserAgent(_Tu())
         sockets = SipTransports("127.0.0.1", 0, ua.on_message, tcp=False)
         await sockets.start()
-        cfg = TrunkConfig("127.0.0.1", port, "user", password, "fake.test", expires=60,
+        cfg = TrunkConfig(host, port, "user", password, "fake.test", expires=60,
                           retry_base_s=0.05, retry_max_s=0.2)
-        trunk = TrunkRegistration(ua, sockets.udp_connection(("127.0.0.1", port)), cfg,
-                                  f"127.0.0.1:{sockets.udp_port}")
+        trunk = TrunkRegistration(ua, sockets.udp_connection((host, port)), cfg,
+                                  lambda registrar_ip: f"{registrar_ip}:{sockets.udp_port}")
         made.append((trunk, sockets, ua, transport))
         return trunk, registrar
 
@@ -164,3 +165,18 @@ async def test_stop_unregisters(trunk_against) -> None:
     await trunk.stop()
     assert registrar.requests[-1].headers.get("Expires") == "0"
     assert trunk.status().state is TrunkState.STOPPED
+
+
+async def test_registrar_given_by_name_is_resolved(trunk_against) -> None:
+    trunk, registrar = await trunk_against([401, 200], host="localhost")
+    trunk.start()
+    assert await _next_state(trunk) is TrunkState.REGISTERED
+    assert registrar.requests[0].headers.get("Contact").startswith("<sip:user@127.0.0.1:")
+
+
+async def test_unresolvable_registrar_is_a_failure_with_reason(trunk_against) -> None:
+    trunk, registrar = await trunk_against([], host="no-such-host.invalid")
+    trunk.start()
+    assert await _next_state(trunk, timeout=15.0) is TrunkState.FAILING
+    assert trunk.status().reason.startswith("cannot resolve no-such-host.invalid")
+    assert registrar.requests == []
