@@ -120,18 +120,24 @@ def main(argv: list[str]) -> int:
     if command == "backup":
         from appliance.storage import backup
 
-        path = backup(cfg.data_dir, args.output)
-        log.info("snapshot written to %s", path)
+        if not cfg.data_dir.exists():
+            print(f"branchline: no data folder at {cfg.data_dir}; nothing to back up", file=sys.stderr)
+            return 2
+        report = backup(cfg.data_dir, args.output)
+        log.info("snapshot written to %s (%d files, %d bytes, schema %d)", report.path, report.files, report.bytes,
+                 report.schema_version)
         return 0
     if command == "restore":
-        from appliance.storage import RestoreError, restore
+        from appliance.storage import SchemaTooNewError, restore
+        from appliance.storage.backup import SnapshotError
 
+        take_lock(cfg.data_dir)  # refuses while a box runs on this folder
         try:
-            restore(args.snapshot, cfg.data_dir)
-        except RestoreError as exc:
-            print(f"branchline: {exc}", file=sys.stderr)
+            moved = restore(args.snapshot, cfg.data_dir)
+        except (SchemaTooNewError, SnapshotError, FileNotFoundError) as exc:
+            print(f"branchline: restore refused: {exc}", file=sys.stderr)
             return 2
-        log.info("restored %s into %s", args.snapshot, cfg.data_dir)
+        log.info("restored %s into %s%s", args.snapshot, cfg.data_dir, f" (previous data kept in {moved})" if moved else "")
         return 0
     if command == "tui":
         from tui.__main__ import main as tui_main

@@ -19,7 +19,7 @@ from appliance.config import AgentConfig, BoxConfig
 from appliance.hub import Hub, Overflow
 from appliance.line_manager import LineManager
 from appliance.messaging import MessageCenter
-from appliance.storage import Store
+from appliance.storage import RetentionPolicy, Store
 from appliance.web.server import ConsoleDeps, build_app
 from appliance.web.sessions import Sessions
 
@@ -97,8 +97,22 @@ class Box:
     # --- start ----------------------------------------------------------------------------------
     async def start(self) -> Endpoints:
         cfg = self.cfg
-        self.store = await Store.open(cfg.data_dir, branch=cfg.branch)
+        st = cfg.storage
+        retention = RetentionPolicy(
+            records_days=st.records_days or None,
+            recordings_days=st.recordings_days or None,
+            interval_s=st.retention_interval_h * 3600.0,
+        )
+        self.store = await Store.open(cfg.data_dir, branch=cfg.branch, retention=retention,
+                                      encryption_key=st.key_bytes(), min_free_bytes=st.min_free_mb * 2**20)
         self._stop_hooks.append(("storage", self.store.close))
+        retention_task = asyncio.create_task(self.store.retention_task(), name="storage-retention")
+
+        async def stop_retention() -> None:
+            retention_task.cancel()
+            await asyncio.wait({retention_task})
+
+        self._stop_hooks.append(("storage", stop_retention))
         for alarm in self.store.alarms():
             log.warning("storage alarm: %s", getattr(alarm, "message", alarm))
 

@@ -92,6 +92,18 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    encryption_key: str = ""  # hex AES key (32, 48 or 64 hex digits) to encrypt recordings at rest
+    min_free_mb: int = 512  # under this much free disk, new recordings are refused (calls go on)
+    records_days: float = 730.0  # call/SMS/chat records are kept this long (0 = forever)
+    recordings_days: float = 90.0  # recordings are kept this long (0 = forever)
+    retention_interval_h: float = 6.0
+
+    def key_bytes(self) -> bytes | None:
+        return bytes.fromhex(self.encryption_key) if self.encryption_key else None
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorConfig:
     gsm: bool = True  # start a simulated GSM modem when no real one is configured
     analog: bool = True  # start a simulated analog line when no real one is configured
@@ -107,6 +119,7 @@ class BoxConfig:
     web: WebConfig = WebConfig()
     acd: AcdConfig = AcdConfig()
     recording: RecordingConfig = RecordingConfig()
+    storage: StorageConfig = StorageConfig()
     simulators: SimulatorConfig = SimulatorConfig()
     queues: tuple[QueueConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
@@ -204,7 +217,7 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
             raise ConfigError(f"[box] {key} must be a string, not {type(box[key]).__name__}")
     if str(box.get("log_level", "INFO")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[box] log_level must be DEBUG, INFO, WARNING or ERROR")
-    unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "simulators", "queues", "agents", "gsm", "analog"}
+    unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "storage", "simulators", "queues", "agents", "gsm", "analog"}
     if unknown_top:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown_top))}")
     sip = _section(raw, "sip", SipConfig)
@@ -233,12 +246,27 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
         web=web,
         acd=acd,
         recording=_section(raw, "recording", RecordingConfig),
+        storage=_storage(raw),
         simulators=_section(raw, "simulators", SimulatorConfig),
         queues=queues,
         agents=agents,
         gsm=tuple(_table_list(raw, "gsm")),
         analog=tuple(_table_list(raw, "analog")),
     )
+
+
+def _storage(raw: dict[str, Any]) -> StorageConfig:
+    st = _section(raw, "storage", StorageConfig)
+    if st.encryption_key:
+        try:
+            key = bytes.fromhex(st.encryption_key)
+        except ValueError:
+            raise ConfigError("[storage] encryption_key must be hex digits") from None
+        if len(key) not in (16, 24, 32):
+            raise ConfigError("[storage] encryption_key must be 32, 48 or 64 hex digits (AES-128/192/256)")
+    if st.min_free_mb < 0 or st.records_days < 0 or st.recordings_days < 0 or st.retention_interval_h <= 0:
+        raise ConfigError("[storage] sizes and days must not be negative")
+    return st
 
 
 def _table_list(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ class CallRecord:
     agent_name: str | None = None
     disposition: str | None = None
     offers: tuple[str, ...] = ()  # agent ids offered in order (ring timeouts, rejects)
-    recording_path: str | None = None  # relative to the data folder
+    recording_path: str | None = None  # relative to the recordings folder (Store.recordings_dir())
     recording_s: float | None = None
     dtmf: str = ""  # digits the caller pressed
     customer_id: str | None = None

@@ -131,6 +131,22 @@ def close_conversation(engine: Engine, now: float, conversation_id: str) -> Conv
     return closed
 
 
+RECENT_SCAN_SHARDS = 24  # the inbox looks at the newest ~2,400 conversations, not at all history
+
+
+def recent_conversations(engine: Engine, limit: int) -> list[Conversation]:
+    found: list[Conversation] = []
+    shards_seen: set[int] = set()
+    for no, doc in engine.docs("conversation", newest_first=True):
+        if no not in shards_seen:
+            if len(shards_seen) >= RECENT_SCAN_SHARDS:
+                break
+            shards_seen.add(no)
+        found.append(codec.doc_to_conversation(doc))
+    found.sort(key=lambda c: c.last_at, reverse=True)
+    return found[:limit]
+
+
 def messages_of(engine: Engine, conv: Conversation) -> list[Message]:
     """Scans only the shards of the months the conversation spans."""
     periods = (period_of(conv.opened_at), period_of(conv.last_at))

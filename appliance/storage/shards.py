@@ -25,7 +25,7 @@ from appliance.storage.atomic import TMP_SUFFIX, ShardStorage, fsync_dir, write_
 
 log = logging.getLogger(__name__)
 
-SHARD_CAP = 50  # docs per shard: a rewrite stays ~80 KB and a cold shard parses in ~1 ms
+SHARD_CAP = 100  # docs per shard: a rewrite stays ~80 KB and a cold shard parses in ~1 ms
 OPEN_SHARDS = 48  # parsed shards kept in memory (~1 MB each as Python objects)
 SIDECAR_SUFFIX = ".idx"
 SIDECAR_COLUMNS = frozenset({"ids", "keys", "at", "cust", "terms", "off", "len", "pend"})

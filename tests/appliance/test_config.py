@@ -79,3 +79,16 @@ def test_run_py_refuses_broken_config_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "port 99999 is out of range" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_example_config_in_docs_is_valid() -> None:
+    cfg = load_config(ROOT / "docs" / "branchline.example.toml")
+    assert cfg.sip.port == 5060 and cfg.sip.guard and cfg.agents[0].id == "alice"
+    assert cfg.simulators.gsm and cfg.simulators.analog
+
+
+def test_box_section_types_are_checked(tmp_path: Path) -> None:
+    f = tmp_path / "b.toml"
+    f.write_text("[box]\ndata_dir = 5\n")
+    with pytest.raises(ConfigError, match="data_dir must be a string"):
+        load_config(f)

@@ -128,6 +128,14 @@ async def test_multipart_ucs2_sms_reaches_console_and_reply_is_encoded(tmp_path:
                 await page.click("#btn-reply")
                 await page.locator("#thread-messages li.message.out").first.wait_for(timeout=UI_TIMEOUT_MS)
                 sent = await sim.wait_matching(r"[0-9A-F]{30,}", timeout=10)
+                # a fresh console loads the stored conversation through the API
+                fresh = await browser.new_page()
+                await login(fresh, box.web_url, "alice", "alice-pw")
+                await fresh.locator("#conversations li.conversation").first.click(timeout=UI_TIMEOUT_MS)
+                stored = fresh.locator("#thread-messages li.message")
+                await stored.nth(1).wait_for(timeout=UI_TIMEOUT_MS)
+                assert await stored.count() == 2
+                assert (await stored.nth(1).text_content()).endswith(reply)
             assert await box.stop() == 0
     finally:
         sim.close()

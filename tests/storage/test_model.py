@@ -59,3 +59,19 @@ async def test_random_operations_match_a_model(tmp_path: Path, seed: int) -> Non
             assert s.alarms() == []
         finally:
             await s.close()
+
+
+async def test_recent_conversations_newest_activity_first(tmp_path) -> None:
+    from appliance.storage import Channel, Store
+
+    store = await Store.open(tmp_path)
+    try:
+        await store.add_message(Channel.SMS, "in", "+441632960001", "first", at=100.0)
+        await store.add_message(Channel.SMS, "in", "+441632960002", "second", at=200.0)
+        await store.add_message(Channel.SMS, "in", "+441632960001", "again", at=300.0)
+        convs = await store.recent_conversations(10)
+        assert [c.number for c in convs] == ["+441632960001", "+441632960002"]
+        assert [m.body for m in await store.messages(convs[0])] == ["first", "again"]
+        assert len(await store.recent_conversations(1)) == 1
+    finally:
+        await store.close()

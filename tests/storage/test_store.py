@@ -293,3 +293,17 @@ async def test_returned_documents_are_copies(store: Store) -> None:
     doc["_sync"]["state"] = "ACKED"
     again = await store.get("chat", "k")
     assert again["meta"] == {"tags": ["a"]} and again["_sync"]["state"] == "PENDING"
+
+
+async def test_recent_calls_across_many_shards(tmp_path: Path) -> None:
+    s = await Store.open(tmp_path / "d")
+    s.engine.shards.cap = 4
+    try:
+        base = time.time() - 5000
+        for i in range(23):
+            await s.save_call(make_call(f"c{i:02d}", at=base + i))
+        got = [r.call_id for r in await s.recent_calls(10)]
+        assert got == [f"c{i:02d}" for i in range(22, 12, -1)]
+        assert len(await s.recent_calls(100)) == 23
+    finally:
+        await s.close()

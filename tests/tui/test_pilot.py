@@ -242,7 +242,10 @@ async def test_ussd_balance_and_test_sms_on_the_simulated_gsm_line(tmp_path) -> 
             await pilot.press("u")
             await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
             await pilot.press("enter")  # the form offers *100#
-            await wait_until(pilot, lambda: any("Balance" in m for m, _ in app.notes), timeout=30)
+            try:
+                await wait_until(pilot, lambda: any("Balance" in m for m, _ in app.notes), timeout=30)
+            except TimeoutError:
+                raise AssertionError(f"no balance; notes {app.notes}, screen {app.screen}, {app.site.lines}") from None
             await pilot.press("s")
             await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
             await pilot.press(*"+447700900123", "enter")

@@ -7,7 +7,7 @@ from typing import Any, Awaitable, Callable
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, SelectionList, Static
 
@@ -54,7 +54,7 @@ class FormScreen(ModalScreen[Any]):
         self._save_label = save_label
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="form"):
+        with VerticalScroll(id="form"):
             for f in self._fields:
                 yield Label(f.label)
                 yield Input(value=f.value, password=f.password, placeholder=f.placeholder, id=f"f-{f.name}",
