@@ -31,6 +31,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r = sub.add_parser("restore", help="restore a snapshot into the data folder (box must be stopped)")
     r.add_argument("snapshot", type=Path)
     sub.add_parser("tui", help="open the site-admin terminal UI on the running box")
+    sim = sub.add_parser("sim", help="make the running box's simulated lines ring or receive an SMS")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    c = sim_sub.add_parser("call", help="a caller rings the simulated gsm or analog line")
+    c.add_argument("line", choices=("gsm", "analog"))
+    c.add_argument("--from", dest="number", default="+447700900123", help="caller number ('' for withheld)")
+    s = sim_sub.add_parser("sms", help="an SMS arrives on the simulated GSM line")
+    s.add_argument("text")
+    s.add_argument("--from", dest="number", default="+447700900123")
+    h = sim_sub.add_parser("hangup", help="the caller on a simulated line hangs up")
+    h.add_argument("line", choices=("gsm", "analog"))
     return p.parse_args(argv)
 
 
@@ -108,6 +118,32 @@ def serve(cfg) -> int:
     return 0
 
 
+def simulate(cfg, args: argparse.Namespace) -> int:
+    """Ask the running box (local API) to drive one of its simulated lines."""
+    import asyncio as aio
+
+    from appliance.api.client import ApiUnavailable, SocketClient
+
+    body = {"line": getattr(args, "line", "gsm"), "number": args.number if hasattr(args, "number") else None}
+    if args.sim_command == "sms":
+        body["text"] = args.text
+
+    async def go() -> tuple[int, str]:
+        client = SocketClient(cfg.data_dir / "run")
+        try:
+            return await client.post_raw(f"/v1/sim/{args.sim_command}", body)
+        finally:
+            await client.close()
+
+    try:
+        status, text = aio.run(go())
+    except ApiUnavailable as exc:
+        print(f"branchline sim: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0 if status == 200 else 1
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     cfg = load(args)
@@ -139,6 +175,8 @@ def main(argv: list[str]) -> int:
             return 2
         log.info("restored %s into %s%s", args.snapshot, cfg.data_dir, f" (previous data kept in {moved})" if moved else "")
         return 0
+    if command == "sim":
+        return simulate(cfg, args)
     if command == "tui":
         from tui.__main__ import main as tui_main
 

@@ -19,6 +19,7 @@ from appliance.config import AgentConfig, BoxConfig
 from appliance.hub import Hub, Overflow
 from appliance.line_manager import LineManager
 from appliance.messaging import MessageCenter
+from appliance.simulation import SimulationControl
 from appliance.storage import RetentionPolicy, Store
 from appliance.web.server import ConsoleDeps, build_app
 from appliance.web.sessions import Sessions
@@ -55,12 +56,18 @@ class Box:
         self.calls: CallCenter | None = None
         self.messages: MessageCenter | None = None
         self.lines: LineManager | None = None
+        self.simulation: SimulationControl | None = None
         self.sessions = Sessions(cfg.web.ice_host_addresses)
         self._runner: web.AppRunner | None = None
         self._lines: list[Any] = []
         self._stop_hooks: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self.endpoints: Endpoints | None = None
         self.started_at = time.time()
+
+    @property
+    def sip_lines(self) -> list[Any]:
+        """The running SIP line drivers (the modem lines are in ``self.lines``)."""
+        return list(self._lines)
 
     # --- agents (config) --------------------------------------------------------------------
     def agent_config(self, agent_id: str) -> AgentConfig | None:
@@ -133,6 +140,9 @@ class Box:
         sip_udp, sip_tcp = await self._start_sip()
         self.lines = LineManager(cfg, self.hub.topic("lines"), self.calls.handle_inbound, self.messages)
         await self.lines.start()
+        self.simulation = SimulationControl(self.lines.simulators) if self.lines.simulators else None
+        if self.simulation is not None:
+            self._stop_hooks.append(("lines", self.simulation.close))
         from appliance.api.server import start_local_api
 
         self._stop_hooks.append(("api", await start_local_api(self)))

@@ -9,9 +9,11 @@ Method (also in docs/benchmarks.md):
    (no fsync), in the same layout the store writes. This is only to build the fixture fast.
 2. ``Store.open`` on that folder (timed: start-up rebuilds the index from sidecars).
 3. Latencies measured from the caller's side of the ``await`` (event loop -> writer thread ->
-   fsync -> back), one operation at a time: new call insert, call update, get_call of a random
-   stored call (mostly shard-cache misses), customer_by_phone, interactions_for_customer.
-   Then a burst of 1,000 concurrent saves (group commit).
+   journal fdatasync -> back), one operation at a time: new call insert, call update, get_call
+   of a random stored call (mostly shard-cache misses), customer_by_phone,
+   interactions_for_customer. The checkpoints (batched shard rewrites) that fall due during a
+   series are inside these figures: the next write waits for them. Then a burst of 1,000
+   concurrent saves (group commit).
 4. Baseline: stock TinyDB (one JSON file, JSONStorage) pre-loaded with 10k calls; time inserts
    and lookups by call_id (Query). That is where raw TinyDB still finishes.
 """
@@ -34,7 +36,7 @@ if str(ROOT) not in sys.path:
 from appliance.records import CallOutcome, CallRecord  # noqa: E402
 from appliance.storage import Store, codec, envelope  # noqa: E402
 from appliance.storage.atomic import serialise, write_atomic  # noqa: E402
-from appliance.storage.engine import Engine  # noqa: E402
+from appliance.storage.index import sidecar_columns  # noqa: E402
 from appliance.storage.baseline import measure_raw_tinydb  # noqa: E402
 from appliance.storage.ids import new_msg_id  # noqa: E402
 from appliance.storage.shards import SHARD_CAP, ShardName, write_sidecar  # noqa: E402
@@ -71,7 +73,7 @@ def bulk_load(data: Path, n: int, branch: str = "bench") -> dict[str, list[str]]
         raw = envelope.wrap(body)
         path = shards / ShardName(kind, period, seq).filename
         write_atomic(path, raw, durable=False)
-        write_sidecar(path, envelope.read_header(raw)[0], Engine.columns(kind, table, offsets[kind]))
+        write_sidecar(path, envelope.read_header(raw)[0], sidecar_columns(kind, table, offsets[kind]))
 
     seqs: dict[tuple[str, str], int] = {}
     for i in range(n):
@@ -146,12 +148,14 @@ async def run_store(data: Path, n: int, samples: dict[str, list[str]], ops: int)
     rnd = random.Random(2)
     now = time.time()
     res: dict[str, list[float]] = {}
+    checkpoints0 = store.engine.checkpoints
     try:
         res["insert (save_call, new)"] = await timed(lambda i: store.save_call(_call(10_000_000 + i, now, i)), ops)
         res["update (save_call, same id)"] = await timed(
             lambda i: store.save_call(_call(10_000_000 + rnd.randrange(ops), now, i)), ops)
         res["insert (put sms)"] = await timed(
             lambda i: store.put("sms", {"number": "+4930000001", "body": "hi", "at": now}), ops)
+        print(f"{3 * ops:,} writes: {store.engine.checkpoints - checkpoints0} checkpoints during the series")
         calls = samples["call"]
         res["get_call (random of all)"] = await timed(lambda i: store.get_call(rnd.choice(calls)), ops)
         res["get_call (recent, cached)"] = await timed(
@@ -186,6 +190,24 @@ def fsync_floor(tmp: Path, ops: int, size: int = 80_000) -> list[float]:
     return out
 
 
+def journal_floor(tmp: Path, ops: int, size: int = 1_200) -> list[float]:
+    """The disk part of a journaled commit: append one ~1 KB record to an open file + fdatasync."""
+    import os
+
+    blob = b"x" * (size - 1) + b"\n"
+    fd = os.open(tmp / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    out = []
+    try:
+        for _ in range(ops):
+            t0 = time.perf_counter()
+            os.write(fd, blob)
+            os.fdatasync(fd)
+            out.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+    return out
+
+
 def run_raw(tmp: Path, size: int, ops: int) -> dict[str, list[float]]:
     now = time.time()
     docs = [codec.call_to_doc(_call(i, now, i % CUSTOMERS)) for i in range(size)]
@@ -216,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(list((data / 'shards').glob('*.json'))):,} shards, {du / 2**20:.0f} MB")
         res = asyncio.run(run_store(data, args.records, samples, args.ops))
         res["floor: atomic 80 KB write + fsyncs"] = fsync_floor(tmp, args.ops)
+        res["floor: 1 KB append + fdatasync"] = journal_floor(tmp, args.ops)
         res.update(run_raw(tmp, args.raw_size, args.raw_ops))
         for name, values in res.items():
             print(line(name, values))
@@ -227,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(pct(v, 99) for k, v in res.items() if not k.startswith(("raw", "floor")))
         ok = worst < 5.0 and pct(res[f"{raw_name} insert"], 50) / pct(res["insert (save_call, new)"], 50) >= 100
         print(f"goal p99 < 5 ms and >= 100x raw insert: {'MET' if ok else 'NOT MET'} (worst p99 {worst:.2f} ms; "
-              f"disk floor p99 {pct(res['floor: atomic 80 KB write + fsyncs'], 99):.2f} ms)")
+              f"journal floor p99 {pct(res['floor: 1 KB append + fdatasync'], 99):.2f} ms, "
+              f"shard-rewrite floor p99 {pct(res['floor: atomic 80 KB write + fsyncs'], 99):.2f} ms)")
         return 0 if ok else 1
     finally:
         if args.dir is None:

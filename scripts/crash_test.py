@@ -107,6 +107,7 @@ class TrialResult:
     corrupt: list[str]
     recording_problem: str | None
     recording_s: float
+    journal_bytes: int = 0  # journal left by the killed writer (acknowledged, not yet in the shards)
 
 
 def _read_acks(path: Path) -> tuple[dict[tuple[str, str], str], dict[str, tuple[float, float]]]:
@@ -127,6 +128,8 @@ async def _verify(data: Path, acks_path: Path, rec_key: bytes | None) -> TrialRe
     from media.recorder import HEADER_BYTES, BYTE_RATE
 
     acked, recs = _read_acks(acks_path)
+    journal = data / "journal.log"
+    journal_bytes = journal.stat().st_size if journal.exists() else 0
     store = await Store.open(data, branch="crash", encryption_key=rec_key)
     try:
         corrupt = [a.subject for a in store.alarms() if a.kind is AlarmKind.CORRUPT_SHARD]
@@ -170,7 +173,7 @@ async def _verify(data: Path, acks_path: Path, rec_key: bytes | None) -> TrialRe
             rec = await store.get_call(wav.stem)
             if rec is None or rec.recording_s is None or abs(rec.recording_s - seconds) > 0.01:
                 problem = f"{name}: not linked to its call record ({rec and rec.recording_s})"
-        return TrialResult(len(acked), missing, dups, corrupt, problem, seconds)
+        return TrialResult(len(acked), missing, dups, corrupt, problem, seconds, journal_bytes)
     finally:
         await store.close()
 
@@ -199,7 +202,8 @@ def run_trials(trials: int, data: Path, seed: int = 1, log=print,
         res = asyncio.run(_verify(data, acks, key))
         results.append(res)
         log(f"trial {t + 1}/{trials}: {res.acked} acked, missing {len(res.missing)}, dup {len(res.duplicates)}, "
-            f"corrupt {len(res.corrupt)}, recording {res.recording_s:.2f} s {res.recording_problem or 'ok'}")
+            f"corrupt {len(res.corrupt)}, recording {res.recording_s:.2f} s {res.recording_problem or 'ok'}, "
+            f"journal replayed {res.journal_bytes} B")
     return results
 
 
@@ -231,7 +235,8 @@ def main() -> int:
     results = run_trials(args.trials, base / "data", args.seed, encrypt=args.encrypt)
     bad = [r for r in results if r.missing or r.duplicates or r.corrupt or r.recording_problem]
     print(f"{len(results)} trials in {time.monotonic() - t0:.0f} s, {sum(r.acked for r in results)} acked records "
-          f"checked, {len(bad)} failed trials; data in {base}")
+          f"checked, {len(bad)} failed trials; {sum(1 for r in results if r.journal_bytes)} trials restarted "
+          f"from a non-empty journal (largest {max((r.journal_bytes for r in results), default=0)} B); data in {base}")
     return 1 if bad else 0
 
 

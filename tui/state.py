@@ -31,6 +31,8 @@ def apply(site: s.SiteSnapshot | None, event: s.Event) -> s.SiteSnapshot | None:
         return replace(site, calls=calls)
     if isinstance(event, s.LineChanged):
         return replace(site, lines=_put(site.lines, event.line, "line_id"))
+    if isinstance(event, s.LineRemoved):
+        return replace(site, lines=tuple(ln for ln in site.lines if ln.line_id != event.line_id))
     if isinstance(event, s.QueueChanged):
         order = [q.queue_id for q in site.queues]
         queues = {q.queue_id: q for q in site.queues}

@@ -86,6 +86,11 @@ class Acd:
             self.logout(agent_id)
             del self._agents[agent_id]
 
+    def add_queue(self, queue_id: str) -> None:
+        """A queue created live (by the site admin); agents join it through their config."""
+        self._queues.setdefault(queue_id, [])
+        self._emit_queue(queue_id)
+
     def login(self, agent_id: str) -> None:
         agent = self._agent(agent_id)
         if agent.state is AgentState.LOGGED_OUT:

@@ -112,6 +112,18 @@ class SocketClient:
             await self.close()
         return self._result(resp.status, doc, expect)
 
+    async def post_raw(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        """POST a plain JSON body; returns the status and the message (for ``run.py sim``)."""
+        try:
+            async with self._ensure().post(f"http://box{path}", json=body) as resp:
+                doc = await resp.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            await self.close()
+            raise self._unavailable(exc) from None
+        if resp.status == 401:
+            raise ApiUnavailable(f"the box refused the API token in {self.token_path}")
+        return resp.status, str(doc.get("message", doc) if isinstance(doc, dict) else doc)
+
     def _result(self, status: int, doc: Any, expect: type[T]) -> T:
         if status == 401:
             raise ApiUnavailable(f"the box refused the API token in {self.token_path}")
@@ -133,7 +145,7 @@ class SocketClient:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     break
                 yield s.decode(msg.json(), (s.SiteSnapshot, s.AgentChanged, s.AgentRemoved, s.CallChanged,
-                                            s.LineChanged, s.QueueChanged, s.QueueRemoved, s.AlarmsChanged))
+                                            s.LineChanged, s.LineRemoved, s.QueueChanged, s.QueueRemoved, s.AlarmsChanged))
         await self.close()
         raise ApiUnavailable("the box closed the event stream")
 

@@ -159,6 +159,8 @@ class SiteFeed:
             for old_id, old in list(self._status.items()):
                 if old_id != status.line_id and old.port == status.port and old.kind == status.kind:
                     del self._status[old_id]
+                    if publish:
+                        self.deltas.publish(s.LineRemoved(old_id))
         self._status[status.line_id] = status
         if status.signal is not None:
             hist = self._history.setdefault(status.line_id, deque(maxlen=SIGNAL_HISTORY))
@@ -219,7 +221,7 @@ class SiteFeed:
 
     def drivers(self) -> list[Any]:
         """Every running line driver: the box's SIP line(s) and the modem lines of its LineManager."""
-        drivers = list(getattr(self._box, "_lines", []))  # SIP: started by the box itself (no public accessor yet)
+        drivers = list(getattr(self._box, "sip_lines", []))
         manager = getattr(self._box, "lines", None)
         drivers += list(getattr(manager, "lines", {}).values())
         return drivers

@@ -151,6 +151,11 @@ class LineChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class LineRemoved:
+    line_id: str  # e.g. a GSM line renamed from gsm:<port> to gsm:<IMEI> once the modem answered
+
+
+@dataclass(frozen=True, slots=True)
 class QueueChanged:
     queue: QueueView
 
@@ -346,7 +351,8 @@ class ApiError:
     message: str
 
 
-Event = Union[SiteSnapshot, AgentChanged, AgentRemoved, CallChanged, LineChanged, QueueChanged, QueueRemoved, AlarmsChanged]
+Event = Union[SiteSnapshot, AgentChanged, AgentRemoved, CallChanged, LineChanged, LineRemoved, QueueChanged, QueueRemoved,
+              AlarmsChanged]
 
 MESSAGE_TYPES: dict[str, type] = {
     "snapshot": SiteSnapshot,
@@ -354,6 +360,7 @@ MESSAGE_TYPES: dict[str, type] = {
     "agent_removed": AgentRemoved,
     "call": CallChanged,
     "line": LineChanged,
+    "line_removed": LineRemoved,
     "queue": QueueChanged,
     "queue_removed": QueueRemoved,
     "alarms": AlarmsChanged,

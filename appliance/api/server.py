@@ -64,6 +64,11 @@ async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable
         return await handler(request)
     except (s.SchemaError, ArchiveError) as exc:
         return _error(400, str(exc))
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # a bug here must reach the admin as an answer, never touch the box
+        log.exception("local API: %s %s failed", request.method, request.path)
+        return _error(500, f"the box could not do that: {exc}")
 
 
 def _actor(request: web.Request) -> str:
@@ -156,6 +161,34 @@ async def _send_logs(ws: web.WebSocketResponse, ring: LogRing, follower: Any, le
             await ws.send_json(s.encode(entry))
 
 
+async def _simulate(request: web.Request) -> web.Response:
+    """Drive the box's built-in simulated lines (demo and newcomers): call, sms, hangup."""
+    from appliance.simulation import SimulationError
+
+    control = getattr(request.app[ADMIN].box, "simulation", None)
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "request body must be JSON")
+    if control is None or not isinstance(body, dict):
+        return _error(400, "no simulated lines on this box")
+    op, line = request.match_info["op"], str(body.get("line", "gsm"))
+    number = body.get("number") or None
+    try:
+        if op == "call":
+            text = control.call(line, str(number) if number else None)
+        elif op == "sms":
+            text = control.sms(str(number or "+447700900123"), str(body.get("text", "")))
+        elif op == "hangup":
+            text = control.hangup(line)
+        else:
+            return _error(404, f"unknown simulation {op!r}: use call, sms or hangup")
+    except SimulationError as exc:
+        return _error(409, str(exc))
+    log.info("local API: simulation %s on %s by %s", op, line, _actor(request))
+    return web.json_response({"v": 1, "type": "sim_result", "message": text})
+
+
 def _command(expect: type, call: Callable[[Admin, Any, str], Awaitable[Any]]):
     async def handler(request: web.Request) -> web.Response:
         try:
@@ -197,6 +230,7 @@ def build_api(admin: Admin, ring: LogRing, token: str) -> web.Application:
     app.router.add_get("/v1/logs", _logs)
     for name, (expect, call) in ROUTES.items():
         app.router.add_post(f"/v1/{name}", _command(expect, call))
+    app.router.add_post("/v1/sim/{op}", _simulate)
     app.on_shutdown.append(_close_sockets)
     return app
 

@@ -8,6 +8,7 @@ can defer writes so a group commit rewrites each shard once.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,15 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, sync_dir: boo
 
 
 def serialise(
-    tables: dict[str, Any], frags: dict[str, dict[str, tuple[Any, bytes]]]
-) -> tuple[bytes, dict[str, dict[str, tuple[int, int]]]]:
-    """The JSON body of ``tables`` and each document's (file offset, length).
+    tables: dict[str, Any], frags: dict[str, dict[str, tuple[Any, bytes, int]]]
+) -> tuple[bytes, dict[str, dict[str, tuple[int, int, int]]]]:
+    """The JSON body of ``tables`` and each document's (file offset, length, CRC-32 of its bytes).
 
     ``frags`` caches each document's bytes while the document object stays the same, so a
     commit serialises only what it touched. The bytes equal ``envelope.dumps`` of the tables.
     """
     out = bytearray(b"{")
-    offsets: dict[str, dict[str, tuple[int, int]]] = {}
+    offsets: dict[str, dict[str, tuple[int, int, int]]] = {}
     base = envelope.HEADER_LEN
     for t, (name, table) in enumerate(tables.items()):
         cache = frags.setdefault(name, {})
@@ -57,10 +58,11 @@ def serialise(
         for i, (doc_id, doc) in enumerate(table.items()):
             hit = cache.get(doc_id)
             if hit is None or hit[0] is not doc:
-                hit = (doc, envelope.dumps(doc))
+                data = envelope.dumps(doc)
+                hit = (doc, data, zlib.crc32(data))
                 cache[doc_id] = hit
             out += b'%s"%s":' % (b"," if i else b"", doc_id.encode())
-            where[doc_id] = (base + len(out), len(hit[1]))
+            where[doc_id] = (base + len(out), len(hit[1]), hit[2])
             out += hit[1]
         for gone in cache.keys() - table.keys():
             del cache[gone]
@@ -85,9 +87,9 @@ class ShardStorage(Storage):
         self.disk_digest: str | None = None  # digest of the body last read or written
         # serialised documents by table and doc id, reused while the document object is unchanged:
         # a commit serialises only the documents it touched (TinyDB keeps untouched dicts as they are)
-        self._frags: dict[str, dict[str, tuple[Any, bytes]]] = {}
-        # where each document sits in the file after the last flush: table -> doc id -> (offset, length)
-        self.offsets: dict[str, dict[str, tuple[int, int]]] = {}
+        self._frags: dict[str, dict[str, tuple[Any, bytes, int]]] = {}
+        # where each document sits in the file after the last flush: table -> doc id -> (offset, length, crc)
+        self.offsets: dict[str, dict[str, tuple[int, int, int]]] = {}
 
     def read(self) -> dict[str, Any] | None:
         if self._tables is None:

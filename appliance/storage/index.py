@@ -7,34 +7,58 @@ up and at close; at start a sidecar whose digest differs from its shard's header
 lost or torn sidecar) is ignored and the shard parsed instead. So the indexes can never
 disagree with the acknowledged data, and start-up mostly reads headers and small sidecars.
 
-A location packs shard number, TinyDB doc id and the document's byte span in the shard
-file into one int, so a point read of a cold shard needs no full parse. Memory: roughly
-150 bytes per document (1M documents ~ 150-250 MB with the customer timeline).
+A location packs shard number, TinyDB doc id, the document's byte span in the shard file
+and the CRC-32 of those bytes into one int, so a point read of a cold shard reads and checks
+only that span. Memory: roughly 150 bytes per document (1M documents ~ 150-250 MB with the
+customer timeline).
 """
 from __future__ import annotations
 
 from typing import Any
 
-_ID_BITS, _OFF_BITS, _LEN_BITS = 20, 24, 20
+from appliance.storage import codec
+
+_ID_BITS, _OFF_BITS, _LEN_BITS, _CRC_BITS = 20, 24, 20, 32
+_SPAN_BITS = _OFF_BITS + _LEN_BITS + _CRC_BITS
 _MISSING = object()
 
 
-def pack(shard_no: int, doc_id: int, offset: int = 0, length: int = 0) -> int:
+def pack(shard_no: int, doc_id: int, offset: int = 0, length: int = 0, crc: int = 0) -> int:
     """``length`` 0 means "span unknown": read through the parsed shard."""
     if offset >= 1 << _OFF_BITS or length >= 1 << _LEN_BITS:
-        offset = length = 0
-    return (((shard_no << _ID_BITS | doc_id) << _OFF_BITS | offset) << _LEN_BITS) | length
+        offset = length = crc = 0
+    return (((((shard_no << _ID_BITS | doc_id) << _OFF_BITS | offset) << _LEN_BITS) | length) << _CRC_BITS) | crc
 
 
 def unpack(loc: int) -> tuple[int, int]:
     """(shard number, doc id)."""
-    head = loc >> (_OFF_BITS + _LEN_BITS)
+    head = loc >> _SPAN_BITS
     return head >> _ID_BITS, head & ((1 << _ID_BITS) - 1)
 
 
-def span(loc: int) -> tuple[int, int]:
-    """(file offset, length) of the document's JSON; length 0 when unknown."""
-    return (loc >> _LEN_BITS) & ((1 << _OFF_BITS) - 1), loc & ((1 << _LEN_BITS) - 1)
+def span(loc: int) -> tuple[int, int, int]:
+    """(file offset, length, CRC-32) of the document's JSON; length 0 when unknown."""
+    return ((loc >> (_LEN_BITS + _CRC_BITS)) & ((1 << _OFF_BITS) - 1), (loc >> _CRC_BITS) & ((1 << _LEN_BITS) - 1),
+            loc & ((1 << _CRC_BITS) - 1))
+
+
+def sidecar_columns(kind: str, raw_table: dict[str, Any], offsets: dict[str, tuple[int, int, int]]) -> dict[str, Any]:
+    """A shard's index columns (the sidecar content); ``offsets``: doc id -> (offset, length, crc)."""
+    cols: dict[str, Any] = {
+        "ids": [], "keys": [], "at": [], "cust": [], "terms": [], "off": [], "len": [], "crc": [], "pend": []}
+    for i, (doc_id, doc) in enumerate(raw_table.items()):
+        did, key, at, cust, terms, pending = codec.index_entry(kind, int(doc_id), doc)
+        off, ln, crc = offsets.get(doc_id, (0, 0, 0))
+        cols["ids"].append(did)
+        cols["keys"].append(key)
+        cols["at"].append(at)
+        cols["cust"].append(cust)
+        cols["terms"].extend([i, t] for t in terms)
+        cols["off"].append(off)
+        cols["len"].append(ln)
+        cols["crc"].append(crc)
+        cols["pend"].append(1 if pending else 0)
+    return cols
 
 
 class Index:
@@ -115,11 +139,12 @@ class Index:
         """Bulk load one shard's sidecar columns (start-up; no undo)."""
         prim = self._primary.setdefault(kind, {})
         keys = cols["keys"]
-        base = shard_no << (_ID_BITS + _OFF_BITS + _LEN_BITS)
+        base = shard_no << (_ID_BITS + _SPAN_BITS)
         lim_off, lim_len = 1 << _OFF_BITS, 1 << _LEN_BITS
         prim.update(zip(keys, [
-            base | (i << (_OFF_BITS + _LEN_BITS)) | ((o << _LEN_BITS) | n if o < lim_off and n < lim_len else 0)
-            for i, o, n in zip(cols["ids"], cols["off"], cols["len"])
+            base | (i << _SPAN_BITS)
+            | (((o << _LEN_BITS | n) << _CRC_BITS) | c if o < lim_off and n < lim_len else 0)
+            for i, o, n, c in zip(cols["ids"], cols["off"], cols["len"], cols["crc"])
         ]))
         for i, term in cols["terms"]:
             self._terms[term] = (kind, keys[i])

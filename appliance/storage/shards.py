@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 SHARD_CAP = 100  # docs per shard: a rewrite stays ~80 KB and a cold shard parses in ~1 ms
 OPEN_SHARDS = 48  # parsed shards kept in memory (~1 MB each as Python objects)
 SIDECAR_SUFFIX = ".idx"
-SIDECAR_COLUMNS = frozenset({"ids", "keys", "at", "cust", "terms", "off", "len", "pend"})
+SIDECAR_COLUMNS = frozenset({"ids", "keys", "at", "cust", "terms", "off", "len", "crc", "pend"})
 _NAME = re.compile(r"^(?P<kind>[a-z][a-z_]*)-(?P<period>\d{4}-\d{2})-(?P<seq>\d{3,})\.json$")
 
 
@@ -101,6 +102,9 @@ class ShardSet:
                 names.append(name)
         return sorted(names)
 
+    def number(self, name: ShardName) -> int | None:
+        return self._numbers.get(name)
+
     def register(self, name: ShardName, count: int) -> int:
         no = self._numbers.get(name)
         if no is None:
@@ -117,11 +121,22 @@ class ShardSet:
     def mark_verified(self, no: int) -> None:
         self._verified.add(no)
 
-    def read_span(self, no: int, offset: int, length: int) -> Any:
-        """One document by its byte span, without parsing the shard. The first read of a shard
-        checksums the whole file (raises CorruptFileError); later reads fetch only the span."""
+    def read_span(self, no: int, offset: int, length: int, crc: int = 0) -> Any:
+        """One document by its byte span, without parsing the shard. With the span's CRC-32 (from
+        the index) only the span is read and checked; a mismatch (damaged or stale span) raises
+        ValueError, and the caller reads through the parsed, checksummed shard instead. Without
+        it the first read of a shard checksums the whole file (raises CorruptFileError)."""
         path = self.path(no)
         self.span_reads += 1
+        if crc:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                raw = os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
+            if zlib.crc32(raw) != crc:
+                raise ValueError("span does not match its checksum")
+            return json.loads(raw)
         if no not in self._verified:
             raw = path.read_bytes()
             envelope.verify(raw)
@@ -193,10 +208,16 @@ class ShardSet:
             self._open.move_to_end(no)
         return db.table(self._names[no].kind, cache_size=0)
 
+    def trim(self) -> None:
+        """Close clean shards over the limit (kept open while they were dirty)."""
+        self._evict()
+
     def _evict(self) -> None:
+        """Close the least recently used clean shards; never a dirty one, nor the one just opened."""
         while len(self._open) > self._open_limit:
+            newest = next(reversed(self._open))
             for no, db in self._open.items():
-                if not db.storage.dirty:
+                if not db.storage.dirty and no != newest:
                     if self.on_evict is not None:
                         self.on_evict(no)  # e.g. write its stale sidecar while it is parsed
                     del self._open[no]

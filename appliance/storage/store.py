@@ -1,10 +1,10 @@
 """``Store``: the async face of storage. One writer task, one executor thread, group commit.
 
-Writes are queued (bounded) to a writer task. It takes everything queued, runs the whole
-batch on the store's single thread (TinyDB is not thread-safe), rewrites each touched shard
-once (temp, fsync, rename, folder fsync) and only then resolves the callers' futures. A
-burst that arrives while a commit is in progress is therefore committed together.
-Reads go straight to the same thread, between commits.
+Writes go through the group-commit writer (``writer.py``): batches run on the store's
+single thread (TinyDB is not thread-safe) and are acknowledged once their journal record is
+fdatasync'd. The touched shards are rewritten (temp, fsync, rename, folder fsync) in batches
+by a checkpoint: when the journal grows past its bound, when the writer has been idle, and
+at close. Reads go straight to the same thread, between commits.
 """
 from __future__ import annotations
 
@@ -31,13 +31,11 @@ from appliance.storage.retention import (
     ErasureReport, RetentionPolicy, RetentionReport, apply_retention, erase_customer,
 )
 from appliance.storage.shards import period_of
+from appliance.storage.writer import COMMIT_TIMEOUT_S, GroupCommitWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WRITE_QUEUE_MAX = 1024  # queued writes before callers wait; ~1 s of the worst burst we expect
-MAX_BATCH = 256  # ops per group commit: bounds one commit's latency (~a few shard rewrites)
-COMMIT_TIMEOUT_S = 30.0  # an SD card in garbage collection can stall seconds; 30 s means the disk is gone
 OPEN_TIMEOUT_S = 600.0  # start-up incl. migrations and index rebuild; years of records on an SD card
 READ_TIMEOUT_S = 10.0  # a read waits for at most one commit plus a shard load
 CLOSE_TIMEOUT_S = 10.0  # drain queued writes at shutdown (fits the "final_write" stage budget)
@@ -63,17 +61,13 @@ class Store:
         self._alarm_lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.engine = Engine(data_dir / "shards", branch, self._raise_alarm)
-        self._queue: asyncio.Queue[tuple[Callable[[Engine], Any], asyncio.Future[Any]] | None] = asyncio.Queue(
-            WRITE_QUEUE_MAX
-        )
+        self._writes = GroupCommitWriter(self.engine, self._io, self._raise_alarm, self.clear_alarm)
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._disk_low = False
         self.encryption_key: bytes | None = None
         self.last_retention: RetentionReport | None = None
         self._retention_ran = asyncio.Event()
-        self.commits = 0  # statistics: group commits done, ops committed
-        self.committed_ops = 0
 
     @classmethod
     async def open(
@@ -95,7 +89,7 @@ class Store:
         except BaseException:
             self._io.shutdown(wait=False)
             raise
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
+        self._writer = asyncio.get_running_loop().create_task(self._writes.run(), name="store-writer")
         from appliance.storage.recordings import recover_recordings
 
         try:
@@ -131,16 +125,21 @@ class Store:
         if self._writer is not None:
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await self._queue.put(None)
+                    await self._writes.stop()
                     await asyncio.shield(self._writer)
             except TimeoutError:
                 log.warning("store writer did not drain within %.0f s; stopping it", CLOSE_TIMEOUT_S)
                 self._writer.cancel()
         try:
-            await self._call(self.engine.write_sidecars, timeout=CLOSE_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:  # they are rebuilt from the shards at the next start
-            log.warning("could not write index sidecars at close: %s", exc)
+            await self._call(self._close_files, timeout=CLOSE_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:  # the journal is replayed and sidecars rebuilt at the next start
+            log.warning("could not write shards or index sidecars at close: %s", exc)
         self._io.shutdown(wait=True)
+
+    def _close_files(self) -> None:
+        self.engine.checkpoint()
+        self.engine.write_sidecars()
+        self.engine.journal.close()
 
     # ---- plumbing ----
     async def _call(self, fn: Callable[..., T], *args: Any, timeout: float = READ_TIMEOUT_S) -> T:
@@ -153,59 +152,19 @@ class Store:
         return await self._call(fn, self.engine)
 
     async def _write(self, fn: Callable[[Engine], T]) -> T:
-        """Queue a mutation; returns after the group commit that contains it is fsync'd."""
+        """Queue a mutation; returns after the group commit that contains it is on disk."""
         if self._closed:
             raise StoreClosedError("store is closed")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        async with asyncio.timeout(COMMIT_TIMEOUT_S):
-            await self._queue.put((fn, fut))
-            return await asyncio.shield(fut)
+        return await self._writes.submit(fn)
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        stopping = False
-        while not stopping:
-            item = await self._queue.get()
-            batch = []
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= MAX_BATCH or self._queue.empty():
-                    break
-                item = self._queue.get_nowait()
-            stopping = item is None
-            if not batch:
-                continue
-            try:
-                results = await loop.run_in_executor(self._io, self._commit_batch, [fn for fn, _ in batch])
-            except Exception as exc:  # OSError mostly; never let the writer task die
-                log.error("commit of %d writes failed: %s", len(batch), exc)
-                self._raise_alarm(Alarm(AlarmKind.WRITE_FAILED, "store", f"commit failed: {exc}", time.time()))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), (ok, value) in zip(batch, results):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+    @property
+    def commits(self) -> int:
+        """Statistics: group commits done."""
+        return self._writes.commits
 
-    def _commit_batch(self, ops: list[Callable[[Engine], Any]]) -> list[tuple[bool, Any]]:
-        engine = self.engine
-        engine.begin()
-        results: list[tuple[bool, Any]] = []
-        for op in ops:
-            try:
-                results.append((True, op(engine)))
-            except Exception as exc:  # a bad op fails alone; the batch still commits
-                log.warning("store operation failed: %s", exc)
-                results.append((False, exc))
-        engine.commit()  # raises OSError after rolling back
-        self.commits += 1
-        self.committed_ops += len(ops)
-        return results
+    @property
+    def committed_ops(self) -> int:
+        return self._writes.committed_ops
 
     async def run_paused(self, fn: Callable[[], T], timeout: float = COMMIT_TIMEOUT_S) -> T:
         """Run ``fn`` on the writer thread between commits: no shard changes while it runs."""
@@ -391,6 +350,7 @@ class Store:
             return RetentionReport(0, 0, ())
 
         def job() -> RetentionReport:
+            self.engine.require_checkpoint()  # whole shards may be deleted: none may have journaled changes
             self.engine.begin()
             report = apply_retention(self.engine, self.retention, self.recordings_dir(), t)
             self.engine.commit()
@@ -416,15 +376,15 @@ class Store:
 
     async def erase_customer(self, customer_id: str) -> ErasureReport:
         salt = self.meta["audit_salt"]
-        return await self._write(
-            lambda e: erase_customer(e, customer_id, self.recordings_dir(), salt, time.time())
-        )
+        report = await self._write(lambda e: erase_customer(e, customer_id, self.recordings_dir(), salt, time.time()))
+        await self.run_paused(self.engine.require_checkpoint)  # the erased data leaves the disk now, journal included
+        return report
 
     async def backup(self, out_path: Path) -> BackupReport:
         """Consistent snapshot while running: writes pause only while files are hard-linked."""
         staging = self.data_dir / f".snapshot-{time.time_ns()}"
         try:
-            await self.run_paused(lambda: link_snapshot(self.data_dir, staging))
+            await self.run_paused(lambda: self.engine.require_checkpoint() or link_snapshot(self.data_dir, staging))
             async with asyncio.timeout(BACKUP_TIMEOUT_S):
                 return await asyncio.to_thread(write_tar, staging, Path(out_path), int(self.meta["schema_version"]))
         finally:

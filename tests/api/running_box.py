@@ -68,7 +68,6 @@ class RunningBox:
         self._ready = threading.Event()
         self._stopped: asyncio.Event | None = None
         self._error: BaseException | None = None
-        self._stop_api: Callable[[], Awaitable[None]] | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -90,14 +89,11 @@ class RunningBox:
         asyncio.run(self._run(cfg))
 
     async def _run(self, cfg: Any) -> None:
-        from appliance.api.server import start_local_api
-
         self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         box = Box(cfg)
         try:
-            await box.start()
-            self._stop_api = await start_local_api(box, config_path=self.config_path)
+            await box.start()  # the box serves its own local API (config changes go to cfg.source)
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -106,7 +102,6 @@ class RunningBox:
         self.box = box
         self._ready.set()
         await self._stopped.wait()
-        await self._stop_api()
         await box.stop()
 
     def call(self, fn: Callable[[], Awaitable[T]] | Callable[[], T], timeout: float = 30.0) -> T:

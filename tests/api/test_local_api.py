@@ -247,10 +247,16 @@ async def test_gsm_line_commands_reach_the_simulated_modem(box_with_gsm_simulato
     rb = box_with_gsm_simulator
     async with SocketClient(rb.run_dir) as client:
         stream = client.events()
-        await anext(stream)
-        ev = await _next(stream, s.LineChanged, lambda e: e.line.kind == "gsm" and e.line.state == "up")
+        lines = {ln.line_id: ln for ln in (await anext(stream)).lines}  # then follow the deltas
+        async with asyncio.timeout(30):
+            while not any(ln.kind == "gsm" and ln.state == "up" for ln in lines.values()):
+                ev = await anext(stream)
+                if isinstance(ev, s.LineChanged):
+                    lines[ev.line.line_id] = ev.line
+                elif isinstance(ev, s.LineRemoved):  # gsm:<port> until the modem tells its IMEI
+                    del lines[ev.line_id]
         await stream.aclose()
-        line = ev.line
+        [line] = [ln for ln in lines.values() if ln.kind == "gsm"]
         assert line.line_id == f"gsm:{line.imei}" and line.capabilities == ("test_sms", "ussd")
         site = await client.snapshot()
         assert [ln.line_id for ln in site.lines if ln.kind == "gsm"] == [line.line_id]  # the gsm:<port> name is gone

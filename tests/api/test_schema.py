@@ -34,6 +34,7 @@ def test_snapshot_round_trips_through_json() -> None:
 @pytest.mark.parametrize("message", [
     s.AgentChanged(s.AgentView("a", "A", "paused", 1.0, pause_reason="lunch")),
     s.AgentRemoved("a"),
+    s.LineRemoved("gsm:/dev/ttyUSB2"),
     s.QueueRemoved("q"),
     s.AlarmsChanged(()),
     s.PutAgent("carol", "Carol", ("support", "sales"), "secret-123", True),

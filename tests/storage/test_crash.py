@@ -29,6 +29,7 @@ def test_sigkill_never_corrupts_or_loses_acknowledged_records(tmp_path: Path) ->
     assert time.monotonic() - t0 < 60, "\n".join(lines)
     assert len(results) == TRIALS
     assert sum(r.acked for r in results) > 100, "\n".join(lines)  # the writer really wrote
+    assert sum(1 for r in results if r.journal_bytes) >= 3, "\n".join(lines)  # restarts replayed the journal
     for r, line in zip(results, lines):
         assert not r.corrupt and not r.missing and not r.duplicates and r.recording_problem is None, line
     assert max(r.recording_s for r in results) > 0.5, "\n".join(lines)  # recordings were exercised

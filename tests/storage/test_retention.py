@@ -32,6 +32,7 @@ async def test_retention_drops_old_shards_and_old_docs(tmp_path: Path) -> None:
     await s.put("sms", {"body": "old", "at": now - 800 * DAY}, key="old-sms")
     await s.put("audit", {"action": "x", "at": now - 3000 * DAY}, key="old-audit")  # kept forever
     cust = await s.upsert_customer(name="Old friend", phones=("+1",))
+    await s.run_paused(s.engine.require_checkpoint)  # shard files are written at checkpoints
     shards = tmp_path / "d" / "shards"
     ancient_shard = next(p for p in shards.glob("call-*.json") if p.name < "call-2025")
     report = await s.run_retention()
@@ -97,7 +98,8 @@ async def test_erase_customer_removes_everything_and_audits_without_personal_dat
     assert await store.open_conversation("+4930777") is None
     assert await store.get_call("c-other") is not None
     # nothing personal left on disk, and the audit entry holds only an opaque hash
-    blob = b"".join(p.read_bytes() for p in (store.data_dir / "shards").iterdir())  # shards and sidecars
+    files = [*(store.data_dir / "shards").iterdir(), store.data_dir / "journal.log"]
+    blob = b"".join(p.read_bytes() for p in files)  # shards, sidecars and the journal
     for personal in (b"Erin", b"4930777", b"erin@example", b"Secret Road", c.customer_id.encode()):
         assert personal not in blob
     audit = next(d for p in (store.data_dir / "shards").glob("audit-*.json")

@@ -160,10 +160,29 @@ async def test_corruption_found_after_start_is_handled_on_read(tmp_path: Path) -
     s = await Store.open(tmp_path / "d")
     try:
         assert s.alarms() == []
-        assert await s.get_call("old1") is None
+        assert await s.get_call("old4") is None  # its bytes fail their checksum: never returned
         assert [a.kind for a in s.alarms()] == [AlarmKind.CORRUPT_SHARD]
-        assert await s.get_call("old2") is None
+        assert await s.get_call("old1") is None  # the shard was moved aside
         assert len(s.alarms()) == 1  # reported once
+    finally:
+        await s.close()
+
+
+async def test_a_damaged_document_that_still_parses_is_never_returned(tmp_path: Path) -> None:
+    """Point reads of cold shards check the document's own CRC-32, not just that it parses."""
+    s = await Store.open(tmp_path / "d")
+    for i in range(5):
+        await s.save_call(make_call(f"old{i}", at=1.0e9))
+    await s.close()
+    shard = tmp_path / "d" / "shards" / "call-2001-09-000.json"
+    raw = bytearray(shard.read_bytes())
+    at = raw.index(b"4930123", raw.index(b'"old2"'))
+    raw[at : at + 7] = b"4930124"  # a plausible wrong number: valid JSON, same size
+    shard.write_bytes(bytes(raw))
+    s = await Store.open(tmp_path / "d")
+    try:
+        assert await s.get_call("old2") is None
+        assert [a.kind for a in s.alarms()] == [AlarmKind.CORRUPT_SHARD]
     finally:
         await s.close()
 
@@ -189,7 +208,7 @@ async def test_failed_commit_reports_error_and_leaves_no_trace(store: Store, mon
     def disk_full(*_a: object, **_k: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("appliance.storage.atomic.write_atomic", disk_full)
+    monkeypatch.setattr("appliance.storage.journal.os.fdatasync", disk_full)  # the commit point
     with pytest.raises(OSError, match="No space"):
         await store.save_call(make_call("lost"))
     assert [a.kind for a in store.alarms()] == [AlarmKind.WRITE_FAILED]
@@ -250,6 +269,7 @@ async def test_point_reads_of_cold_shards_follow_rewrites(tmp_path: Path) -> Non
     for i in range(3, 60, 11):
         assert await s.delete("call", f"c{i}")
         del expected[f"c{i}"]
+    await s.run_paused(s.engine.require_checkpoint)  # shards are rewritten (and closed) at checkpoints
     try:
         for call_id, rec in expected.items():
             assert await s.get_call(call_id) == rec

@@ -47,6 +47,7 @@ def test_queues_keep_their_configured_order() -> None:
 def test_lines_and_alarms() -> None:
     site = apply(SITE, s.LineChanged(s.LineView("gsm0", "gsm", "down", detail="modem lost")))
     assert [ln.line_id for ln in site.lines] == ["gsm0", "sip"]
+    assert [ln.line_id for ln in apply(site, s.LineRemoved("sip")).lines] == ["gsm0"]
     alarm = s.AlarmView("line", "line_down", "gsm0", "modem lost", 1.0)
     assert apply(site, s.AlarmsChanged((alarm,))).alarms == (alarm,)
 
