@@ -23,6 +23,7 @@ from appliance.numbers import to_e164
 from appliance.records import CallOutcome, CallRecord
 from media.bridge import Bridge
 from media.call_audio import QueueAudio, SilentLeg, load_hold_music
+from media.tones import HoldMusic
 from media.frames import LegAudio
 from media.recorder import StereoWavRecorder
 
@@ -47,6 +48,7 @@ class CallStore(Protocol):
 
 class AgentMediaDirectory(Protocol):
     def media_for(self, agent_id: str) -> LegAudio | None: ...
+    async def wait_reconnected(self, agent_id: str, old: LegAudio, timeout: float) -> LegAudio | None: ...
 
 
 class _LiveCall:
@@ -233,16 +235,23 @@ class CallCenter:
                 await self._answer_line(lc)
             wake = min(deadline, answer_line_at if not lc.line_answered else deadline) - now
             stopping = asyncio.ensure_future(self._stopping.wait())
+            offer_changed = asyncio.ensure_future(qc.offer_changed.wait())
             try:
-                done, _ = await asyncio.wait({qc.answered, ended, stopping}, timeout=max(wake, 0.01), return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({qc.answered, ended, stopping, offer_changed}, timeout=max(wake, 0.01),
+                                             return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopping.cancel()
+                offer_changed.cancel()
             if ended in done or self._stopping.is_set():
                 return None
             if qc.answered in done:
                 return None if qc.answered.cancelled() else qc.answered.result()
-            if qc.offered_to is not None and lc.state is not LiveState.OFFERED:
-                self._set_state(lc, LiveState.OFFERED)
+            qc.offer_changed.clear()
+            offered = qc.offered_to is not None
+            if offered != (lc.state is LiveState.OFFERED):
+                lc.agent_id = qc.offered_to
+                lc.agent_name = self._agent_name(qc.offered_to) if qc.offered_to else None
+                self._set_state(lc, LiveState.OFFERED if offered else LiveState.QUEUED)
 
     async def _answer_line(self, lc: _LiveCall) -> None:
         async with asyncio.timeout(ANSWER_TIMEOUT_S):
@@ -297,7 +306,7 @@ class CallCenter:
         log.info("call %s answered by agent %s after %.1fs", call.call_id, agent_id, rec.wait_s or 0.0)
         hung_up_by_agent = asyncio.ensure_future(lc.agent_hangup.wait())
         try:
-            await asyncio.wait({ended, hung_up_by_agent}, return_when=asyncio.FIRST_COMPLETED)
+            await self._until_call_ends(lc, bridge, agent_id, ended, hung_up_by_agent)
         finally:
             hung_up_by_agent.cancel()
             if ended.done():
@@ -321,6 +330,38 @@ class CallCenter:
             log.info("call %s ended: %s after %.1fs talk", call.call_id, cause, rec.talk_s)
             await self._finish(lc, rec)
         self._start_wrapup(agent_id, rec)
+
+    async def _until_call_ends(self, lc: _LiveCall, bridge: Bridge, agent_id: str, ended: asyncio.Future,
+                               hung_up_by_agent: asyncio.Future) -> None:
+        """Wait for either side to hang up. If the agent's audio connection drops, keep the
+        caller (hearing hold music) while the agent's browser reconnects."""
+        while True:
+            leg = bridge.agent
+            lost = asyncio.ensure_future(leg.ended.wait()) if isinstance(getattr(leg, "ended", None), asyncio.Event) else None
+            waits = {ended, hung_up_by_agent} | ({lost} if lost else set())
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if lost is not None:
+                    lost.cancel()
+            if ended.done() or hung_up_by_agent.done() or self._stopping.is_set():
+                return
+            log.warning("call %s: agent %s lost audio; caller on hold for up to %.0fs while the console reconnects",
+                        lc.call.call_id, agent_id, self._cfg.acd.agent_reconnect_s)
+            bridge.hold(HoldMusic())
+            reconnect = asyncio.ensure_future(self._agents.wait_reconnected(agent_id, leg, self._cfg.acd.agent_reconnect_s))
+            await asyncio.wait({ended, hung_up_by_agent, reconnect}, return_when=asyncio.FIRST_COMPLETED)
+            if not reconnect.done():
+                reconnect.cancel()
+                return
+            new_leg = reconnect.result()
+            if new_leg is None:
+                log.warning("call %s: agent %s did not reconnect; ending the call", lc.call.call_id, agent_id)
+                lc.agent_hangup.set()
+                return
+            bridge.replace_agent(new_leg)
+            bridge.unhold()
+            log.info("call %s: agent %s audio reconnected", lc.call.call_id, agent_id)
 
     def _start_wrapup(self, agent_id: str, rec: CallRecord) -> None:
         def wrapup_done(disposition: str | None) -> None:

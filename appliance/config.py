@@ -63,6 +63,7 @@ class AcdConfig:
     max_queue_wait_s: float = 900.0  # then the caller is told no agent is available
     early_media_max_s: float = 120.0  # answer the line after this long in queue (carrier timers)
     pause_on_missed_offer: bool = True  # RONA: an agent who lets an offer time out is paused
+    agent_reconnect_s: float = 30.0  # an agent whose audio drops mid-call may reconnect this long
 
 
 @dataclass(frozen=True, slots=True)

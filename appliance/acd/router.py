@@ -31,6 +31,7 @@ class QueuedCall:
     line_id: str
     enqueued_at: float
     answered: asyncio.Future[str] = field(repr=False, default=None)  # type: ignore[assignment]
+    offer_changed: asyncio.Event = field(repr=False, default_factory=asyncio.Event)  # set on every offer start/end
     offered_to: str | None = None
     offered_at: float | None = None
     first_offered_at: float | None = None
@@ -247,6 +248,7 @@ class Acd:
         call.offered_at = now
         call.first_offered_at = call.first_offered_at or now
         call.offers.append(agent.agent_id)
+        call.offer_changed.set()
         call._timer = asyncio.get_running_loop().call_later(self.ring_timeout_s, self._ring_timeout, call.call_id, agent.agent_id)
         log.info("offer call %s (%s) to agent %s", call.call_id, call.caller.number or "withheld", agent.agent_id)
         self._emit_agent(agent)
@@ -291,6 +293,7 @@ class Acd:
             call._timer.cancel()
             call._timer = None
         agent_id, call.offered_to = call.offered_to, None
+        call.offer_changed.set()
         if agent_id is not None:
             self._publish(OfferEnded(call.call_id, agent_id, reason))
 

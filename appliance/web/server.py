@@ -215,7 +215,9 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
     try:
         deps.acd.login(agent_id)
         queues = [q for q in deps.queues() if q.id in deps.acd.snapshot(agent_id).queues]
+        current = next((c for c in deps.live_calls() if c.agent_id == agent_id and str(c.state) == "on_call"), None)
         await ws.send_json({
+            "call": _event_doc(agent_id, CallUpdate(current)) if current is not None else None,
             "type": "hello",
             "agent": _agent_doc(deps.acd.snapshot(agent_id)),
             "dispositions": sorted({d for q in queues for d in q.dispositions}),

@@ -33,6 +33,7 @@ class Sessions:
         self._by_agent: dict[str, AgentSession] = {}
         self._failures: dict[str, list[float]] = {}
         self._ice_hosts = ice_host_addresses
+        self._media_changed = asyncio.Condition()
 
     # --- login --------------------------------------------------------------------------
     def login_allowed(self, source: str) -> bool:
@@ -81,7 +82,25 @@ class Sessions:
         old, session.media = session.media, AgentMediaSession(name=f"agent:{session.agent_id}")
         if old is not None:
             await self.close_media(old)
-        return await session.media.answer(sdp, kind)
+        answer = await session.media.answer(sdp, kind)
+        async with self._media_changed:
+            self._media_changed.notify_all()
+        return answer
+
+    async def wait_reconnected(self, agent_id: str, old: LegAudio, timeout: float) -> LegAudio | None:
+        """A new, connected audio leg of the agent (after a drop or a page reload), or None."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    session = self._by_agent.get(agent_id)
+                    media = session.media if session is not None else None
+                    if media is not None and media is not old and not media.ended.is_set():
+                        await media.connected.wait()
+                        return media
+                    async with self._media_changed:
+                        await self._media_changed.wait()
+        except TimeoutError:
+            return None
 
     async def close_media(self, media: AgentMediaSession) -> None:
         try:

@@ -91,3 +91,55 @@ async def test_sigterm_ends_live_call_and_finalises_recording(tmp_path: Path) ->
     with wave.open(str(wavs[0])) as w:
         assert w.getnchannels() == 2 and w.getnframes() > 0
         assert w.getnframes() * 4 + 44 == wavs[0].stat().st_size
+
+
+async def test_agent_audio_drop_holds_caller_and_reconnect_resumes_the_call(tmp_path: Path) -> None:
+    async with running_box(tmp_path) as box:
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        c = await RawCaller(box.sip_udp).open()
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            await agent.send("available")
+            c.send(c.invite_bytes())
+            offer = await agent.next("offer")
+            await agent.send("answer", call_id=offer["call_id"])
+            c.send(c.ack_bytes(to_tag(await c.expect(200, "INVITE"))))
+            await agent.next("call", state="on_call")
+            mark = len(box.logs)
+            await agent.pc.close()  # the browser's audio path dies mid-call
+            await box.wait_for_log(r"agent alice lost audio; caller on hold", start=mark)
+            await agent.connect_audio()  # the console reconnects its audio
+            await box.wait_for_log(r"agent alice audio reconnected", start=mark)
+            await agent.send("hangup")
+            bye = await c.expect_request("BYE")
+            assert "Call-ID: " + c.call_id in bye
+            await agent.next("call", state="ended")
+        finally:
+            c.close()
+            await agent.close()
+        assert await box.stop() == 0
+    calls = await stored_calls(box.data_dir)
+    assert len(calls) == 1 and calls[0].outcome == "answered" and calls[0].hangup_cause == "agent hung up"
+
+
+async def test_agent_who_never_reconnects_ends_the_call(tmp_path: Path) -> None:
+    async with running_box(tmp_path, extra_config="[acd]\nagent_reconnect_s = 2.0\n") as box:
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        c = await RawCaller(box.sip_udp).open()
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            await agent.send("available")
+            c.send(c.invite_bytes())
+            offer = await agent.next("offer")
+            await agent.send("answer", call_id=offer["call_id"])
+            c.send(c.ack_bytes(to_tag(await c.expect(200, "INVITE"))))
+            await agent.next("call", state="on_call")
+            await agent.pc.close()
+            bye = await c.expect_request("BYE", timeout=15)
+            assert "Call-ID: " + c.call_id in bye
+            await box.wait_for_log(r"agent alice did not reconnect; ending the call")
+        finally:
+            c.close()
+            await agent.close()

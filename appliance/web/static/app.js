@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const ICE_GATHER_TIMEOUT_MS = 5000;  // non-trickle signalling: send the offer after gathering or this
 const RECONNECT_DELAY_MS = 2000;
+const AUDIO_RETRY_MS = 2000;
 
 const bl = {
   token: null, agent: null, ws: null, pc: null, stream: null,
@@ -63,7 +64,8 @@ async function waitForGathering(pc) {
 
 async function connectAudio() {
   setAudio("connecting", "connecting…");
-  bl.stream = await navigator.mediaDevices.getUserMedia({audio: true, video: false});
+  if (bl.pc) bl.pc.close();
+  if (!bl.stream) bl.stream = await navigator.mediaDevices.getUserMedia({audio: true, video: false});
   const pc = new RTCPeerConnection({iceServers: [], bundlePolicy: "max-bundle"});
   bl.pc = pc;
   bl.stream.getTracks().forEach((t) => pc.addTrack(t, bl.stream));
@@ -71,6 +73,11 @@ async function connectAudio() {
   pc.onconnectionstatechange = () => {
     const s = pc.connectionState;
     setAudio(s, s === "connected" ? "connected" : s);
+    // a dropped audio path comes back by itself; the box holds the caller meanwhile
+    if ((s === "failed" || s === "disconnected") && bl.pc === pc && bl.token) {
+      setTimeout(() => { if (bl.pc === pc && bl.token) connectAudio().catch((e) => setAudio("failed", "audio failed: " + e.message)); },
+                 AUDIO_RETRY_MS);
+    }
   };
   await pc.setLocalDescription(await pc.createOffer());
   await waitForGathering(pc);
@@ -100,6 +107,7 @@ function handle(msg) {
     case "hello":
       fillDispositions(msg.dispositions);
       renderState(msg.agent);
+      if (msg.call) renderCall(msg.call);  // back on a call after a page reload
       break;
     case "state": renderState(msg.agent); break;
     case "offer": renderOffer(msg); break;
