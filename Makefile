@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEB_TEST_PKGS := sip-tester chromium nats-server sox
+DEB_TEST_PKGS := sip-tester chromium nats-server sox baresip
 
 .PHONY: run test venv deps-test deb-test bench clean
 
