@@ -42,8 +42,12 @@ class SimulationControl:
         elif kind == "analog":
             from drivers.sim.analog import SimCaller
 
+            if getattr(sim, "audio", None) is None:
+                from media.tones import hold_music_loop
+
+                sim.audio = hold_music_loop()  # the demo caller "speaks" the built-in tune
             caller = SimCaller(number=number, name=name or "BRANCHLINE DEMO")
-            self._spawn(sim.ring(caller, style="us", rings=int(RING_FOR_S / 6)), "sim-analog-ring")
+            self._spawn(self._ring_analog(sim, caller), "sim-analog-ring")
         else:
             raise SimulationError(f"unknown line kind {kind!r}: use gsm or analog")
         log.info("simulated %s line rings from %s", kind, number or "a withheld number")
@@ -93,6 +97,19 @@ class SimulationControl:
                 sim.ring()
             if getattr(sim.model, "call", None) is not None and sim.model.call.state == "ringing":
                 sim.caller_hangs_up()
+
+    async def _ring_analog(self, sim: Any, caller: Any) -> None:
+        """Ring until the box picks up (or the caller gives up); never ring on after that."""
+        ringing = asyncio.create_task(sim.ring(caller, style="us", rings=int(RING_FOR_S / 6)), name="sim-analog-rings")
+        try:
+            await sim.wait_for(lambda: sim.off_hook or ringing.done(), timeout=RING_FOR_S + 10)
+        except TimeoutError:
+            pass
+        finally:
+            answered = sim.off_hook
+            ringing.cancel()
+            await asyncio.wait({ringing})
+        log.info("simulated analog caller stops ringing (%s)", "answered" if answered else "gave up")
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

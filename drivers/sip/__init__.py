@@ -12,7 +12,8 @@ Pure code (no I/O, testable with bytes and a fake clock):
     session_timer.py RFC 4028 session timers (UAS side, when the caller asks)
     dialog.py       building our in-dialog requests (BYE, re-INVITE, ACK)
 asyncio shell:
-    transport.py    UDP and TCP sockets (uvloop-safe), CRLF keep-alive pongs
+    transport.py    UDP, TCP and TLS sockets (uvloop-safe), CRLF keep-alive pongs
+    tls.py          TLS certificate (configured or self-signed, kept) and the server SSL context
     useragent.py    transaction tables and timers, OPTIONS/CANCEL/ACK/501/481 handling
     call.py         SipCall: one inbound dialog, the appliance.lines.InboundCall (+ hold/resume)
     trunk.py        outbound registration to a SIP trunk, refresh and backoff

@@ -57,7 +57,7 @@ class DialogRequests:
             self.cseq += 1
             cseq = self.cseq
         branch = new_branch()
-        transport = "TCP" if self.conn.reliable else "UDP"
+        transport = getattr(self.conn, "transport", "TCP" if self.conn.reliable else "UDP")
         invite = self._invite
         items = [
             ("Via", f"SIP/2.0/{transport} {self._hostport()};branch={branch};rport"),

@@ -1,4 +1,4 @@
-"""The SIP line: UDP+TCP transports, the user agent, and one ``SipCall`` per INVITE.
+"""The SIP line: UDP+TCP(+TLS) transports, the user agent, and one ``SipCall`` per INVITE.
 
 Each new call gets its own RTP session, then is handed to the appliance's
 ``IncomingCallHandler`` in a named task. ``stop()`` ends every active call (503
@@ -22,6 +22,7 @@ from drivers.sip.message import SipRequest
 from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
 from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
+from drivers.sip.tls import resolve_files, server_context
 from drivers.sip.transport import SipTransports
 from drivers.sip.trunk import TrunkConfig, TrunkRegistration, TrunkStatus
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
@@ -43,6 +44,12 @@ class SipLineConfig:
     rtp_port_range: tuple[int, int] | None = field(default=DEFAULT_PORT_RANGE)  # None: any port
     rtp_latching: bool = False  # follow the first RTP source (NAT); off: strict SDP address
     tcp: bool = True
+    # --- SIP over TLS (RFC 3261 §26.2) ---
+    tls: bool = False
+    tls_port: int = 5061  # 0: ephemeral (tests); actual port in SipLine.tls_port
+    tls_cert: str = ""  # PEM certificate (chain) path; empty with tls_key empty: self-signed in tls_dir
+    tls_key: str = ""  # PEM private key path
+    tls_dir: str = ""  # where the self-signed pair is generated on first start and reused (e.g. data_dir/tls)
     line_id: str = "sip"
     server_name: str = "Branchline"
     progress_status: int = 180  # progress(): 180 Ringing+SDP (works with every UA) or 183 Session Progress
@@ -113,6 +120,10 @@ class SipLine:
         return self._transports.tcp_port if self._transports else 0
 
     @property
+    def tls_port(self) -> int:
+        return self._transports.tls_port if self._transports else 0
+
+    @property
     def active_calls(self) -> int:
         return len(self._calls)
 
@@ -157,8 +168,13 @@ class SipLine:
         self._build_security()
         self._ua = UserAgent(self, server_name=self.config.server_name, guard=self._guard,
                              on_register=self._on_register if self._registrar is not None else None)
-        self._transports = SipTransports(self.config.host, self.config.port, self._ua.on_message,
-                                         tcp=self.config.tcp)
+        cfg = self.config
+        tls_context = None
+        if cfg.tls:  # TlsSetupError (bad paths, mismatched pair) stops the start with a clear message
+            hosts = tuple(h for h in (cfg.host, cfg.advertised_ip) if h)
+            tls_context = server_context(resolve_files(cfg.tls_cert, cfg.tls_key, cfg.tls_dir, hosts))
+        self._transports = SipTransports(cfg.host, cfg.port, self._ua.on_message, tcp=cfg.tcp,
+                                         tls_context=tls_context, tls_port=cfg.tls_port)
         await self._transports.start()
         self._accepting = True
         if self.config.trunk_registrar:
@@ -241,9 +257,11 @@ class SipLine:
             return
         cfg = self.config
         local_ip = cfg.advertised_ip or self._local_ip_for(txn.conn.peer[0])
-        port = self._transports.tcp_port if txn.conn.reliable else self._transports.udp_port
+        scheme = getattr(txn.conn, "transport", "TCP" if txn.conn.reliable else "UDP")
+        port = {"TLS": self._transports.tls_port, "TCP": self._transports.tcp_port}.get(scheme,
+                                                                                        self._transports.udp_port)
         host = f"[{local_ip}]" if ":" in local_ip else local_ip
-        transport = ";transport=tcp" if txn.conn.reliable else ""
+        transport = f";transport={scheme.lower()}" if scheme != "UDP" else ""
         rtp = RtpSession(cfg.rtp_host or (cfg.host if not self._wildcard(cfg.host) else "0.0.0.0"),
                          port_range=cfg.rtp_port_range, latching=cfg.rtp_latching)
         call = SipCall(ua=self._ua, txn=txn, offer=offer, negotiated=negotiated, rtp=rtp,
@@ -272,7 +290,8 @@ class SipLine:
     def _on_register(self, request: SipRequest, txn: ServerTransaction) -> None:
         assert self._registrar is not None and self._ua is not None
         conn = txn.conn
-        outcome = self._registrar.handle(request, conn.peer, "tcp" if conn.reliable else "udp", self._ua.now())
+        transport = getattr(conn, "transport", "TCP" if conn.reliable else "UDP").lower()
+        outcome = self._registrar.handle(request, conn.peer, transport, self._ua.now())
         txn.respond(outcome.status, reason=outcome.reason, to_tag=new_tag(), extra=outcome.headers)
         if outcome.failure is not None:
             log.debug("SIP REGISTER from %s:%s refused: %s", conn.peer[0], conn.peer[1], outcome.failure)

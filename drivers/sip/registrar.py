@@ -38,7 +38,7 @@ class Binding:
     call_id: str
     cseq: int
     source: tuple[str, int]  # where the REGISTER came from (the phone behind NAT is reached there)
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))

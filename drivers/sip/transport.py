@@ -1,4 +1,4 @@
-"""Thin asyncio UDP and TCP transports for SIP. No protocol logic lives here.
+"""Thin asyncio UDP, TCP and TLS transports for SIP. No protocol logic lives here.
 
 Each received message is handed to ``on_message(data, conn, stream)`` with a
 ``Connection`` that sends back over the receiving socket/connection. One bad
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Callable, Protocol
 
 from drivers.sip.errors import FramingError
@@ -19,11 +20,15 @@ log = logging.getLogger(__name__)
 TCP_IDLE_TIMEOUT_S = 300.0  # close TCP connections silent this long (peers re-connect on demand)
 MAX_TCP_CONNECTIONS = 256  # bound on concurrent inbound TCP connections
 TCP_WRITE_BUFFER_LIMIT = 256 * 1024  # a peer not reading this much is dropped
+TLS_IDLE_TIMEOUT_S = 300.0  # as TCP: phones keep TLS alive with CRLF pings or re-REGISTER well within this
+MAX_TLS_CONNECTIONS = 256  # bound on concurrent inbound TLS connections (each costs ~50 kB of SSL state)
+TLS_HANDSHAKE_TIMEOUT_S = 10.0  # a real client finishes the handshake in ms; this frees slots held by stallers
 
 
 class Connection(Protocol):
     reliable: bool
     peer: tuple[str, int]
+    transport: str  # for Via: "UDP", "TCP" or "TLS"
 
     def send(self, data: bytes) -> None: ...
 
@@ -35,6 +40,7 @@ OnMessage = Callable[[bytes, Connection, bool], None]
 
 class UdpConnection:
     __slots__ = ("_transport", "peer", "reliable")
+    transport = "UDP"
 
     def __init__(self, transport: asyncio.DatagramTransport, peer: tuple[str, int]) -> None:
         self._transport = transport
@@ -73,23 +79,28 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One inbound TCP connection: frames the stream by Content-Length."""
+    """One inbound TCP (or TLS: the SSL layer sits below) connection: frames the stream by Content-Length."""
 
-    def __init__(self, on_message: OnMessage, registry: set["TcpConnection"]) -> None:
+    def __init__(self, on_message: OnMessage, registry: set["TcpConnection"], *, transport: str = "TCP",
+                 max_connections: int = MAX_TCP_CONNECTIONS, idle_timeout_s: float = TCP_IDLE_TIMEOUT_S) -> None:
         self._on_message = on_message
         self._registry = registry
         self._framer = StreamFramer()
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._max = max_connections
+        self._idle_s = idle_timeout_s
         self.peer: tuple[str, int] = ("", 0)
         self.reliable = True
+        self.transport = transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = (peer[0], peer[1])
-        if len(self._registry) >= MAX_TCP_CONNECTIONS:
-            log.warning("SIP/TCP: refusing %s:%s, %d connections open", *self.peer, len(self._registry))
+        if len(self._registry) >= self._max:
+            log.warning("SIP/%s: refusing %s:%s, %d connections open", self.transport, *self.peer,
+                        len(self._registry))
             transport.close()
             return
         self._registry.add(self)
@@ -98,14 +109,18 @@ class TcpConnection(asyncio.Protocol):
     def _touch(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT_S, self.close)
+        self._idle = asyncio.get_running_loop().call_later(self._idle_s, self._idle_close)
+
+    def _idle_close(self) -> None:
+        log.debug("SIP/%s %s:%s: idle for %.0f s; closing", self.transport, *self.peer, self._idle_s)
+        self.close()
 
     def data_received(self, data: bytes) -> None:
         self._touch()
         try:
             messages = self._framer.feed(data)
         except FramingError as exc:
-            log.warning("SIP/TCP %s:%s: %s; closing the connection", self.peer[0], self.peer[1], exc)
+            log.warning("SIP/%s %s:%s: %s; closing the connection", self.transport, self.peer[0], self.peer[1], exc)
             self.close()
             return
         if self._framer.pings:
@@ -115,7 +130,7 @@ class TcpConnection(asyncio.Protocol):
             try:
                 self._on_message(message, self, True)
             except Exception:
-                log.exception("SIP/TCP: unexpected error handling a message from %s:%s", *self.peer)
+                log.exception("SIP/%s: unexpected error handling a message from %s:%s", self.transport, *self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
@@ -128,7 +143,7 @@ class TcpConnection(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         if t.get_write_buffer_size() > TCP_WRITE_BUFFER_LIMIT:
-            log.warning("SIP/TCP %s:%s: peer is not reading; closing", *self.peer)
+            log.warning("SIP/%s %s:%s: peer is not reading; closing", self.transport, *self.peer)
             self.close()
             return
         t.write(data)
@@ -141,22 +156,28 @@ class TcpConnection(asyncio.Protocol):
             self._transport.close()
 
     def __repr__(self) -> str:
-        return f"tcp:{self.peer[0]}:{self.peer[1]}"
+        return f"{self.transport.lower()}:{self.peer[0]}:{self.peer[1]}"
 
 
 class SipTransports:
-    """Binds SIP over UDP and TCP on one host/port (port 0: an ephemeral port)."""
+    """Binds SIP over UDP and TCP on one host/port (port 0: an ephemeral port), and TLS when given a context."""
 
-    def __init__(self, host: str, port: int, on_message: OnMessage, *, tcp: bool = True) -> None:
+    def __init__(self, host: str, port: int, on_message: OnMessage, *, tcp: bool = True,
+                 tls_context: ssl.SSLContext | None = None, tls_port: int = 5061) -> None:
         self._host = host
         self._port = port
         self._on_message = on_message
         self._want_tcp = tcp
+        self._tls_context = tls_context
+        self._tls_port_wanted = tls_port
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self._tcp_conns: set[TcpConnection] = set()
+        self._tls_conns: set[TcpConnection] = set()
         self.udp_port = 0
         self.tcp_port = 0
+        self.tls_port = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -176,18 +197,37 @@ class SipTransports:
                     raise
                 self._server = await loop.create_server(factory, self._host, 0)
             self.tcp_port = self._server.sockets[0].getsockname()[1]
-        log.info("SIP listening on %s udp:%d tcp:%s", self._host, self.udp_port, self.tcp_port or "off")
+        if self._tls_context is not None:
+            await self._start_tls(loop)
+        log.info("SIP listening on %s udp:%d tcp:%s tls:%s", self._host, self.udp_port, self.tcp_port or "off",
+                 self.tls_port or "off")
+
+    async def _start_tls(self, loop: asyncio.AbstractEventLoop) -> None:
+        def factory() -> TcpConnection:
+            return TcpConnection(self._on_message, self._tls_conns, transport="TLS",
+                                 max_connections=MAX_TLS_CONNECTIONS, idle_timeout_s=TLS_IDLE_TIMEOUT_S)
+
+        try:
+            self._tls_server = await loop.create_server(factory, self._host, self._tls_port_wanted,
+                                                        ssl=self._tls_context,
+                                                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+        except OSError:
+            if self._udp is not None:  # do not leave UDP/TCP bound behind a failed start
+                await self.close()
+            raise
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
 
     def udp_connection(self, peer: tuple[str, int]) -> UdpConnection | None:
         return UdpConnection(self._udp, peer) if self._udp is not None else None
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self._tcp_conns):
-                conn.close()
-            await self._server.wait_closed()
-            self._server = None
+        for server, conns in ((self._server, self._tcp_conns), (self._tls_server, self._tls_conns)):
+            if server is not None:
+                server.close()
+                for conn in list(conns):
+                    conn.close()
+                await server.wait_closed()
+        self._server = self._tls_server = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -44,6 +44,7 @@ class BoxProcess:
     sip_udp: int = 0
     sip_tcp: int = 0
     logs: list[str] = field(default_factory=list)
+    log_closed: bool = False  # the box's stderr ended: it has exited
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def wait_for_log(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match[str]:
@@ -55,8 +56,9 @@ class BoxProcess:
                         m = rx.search(line)
                         if m:
                             return m
-                    if self.proc.returncode is not None:
-                        raise AssertionError(f"box exited ({self.proc.returncode}) before logging {pattern!r}")
+                    if self.log_closed or self.proc.returncode is not None:
+                        tail = "\n".join(self.logs[-15:])
+                        raise AssertionError(f"box exited before logging {pattern!r}; its last lines:\n{tail}")
                     await self._changed.wait()
 
     async def stop(self) -> int:
@@ -66,7 +68,7 @@ class BoxProcess:
             return await self.proc.wait()
 
 
-def write_config(tmp: Path, extra: str = "", agents: str = DEMO_AGENTS) -> Path:
+def write_config(tmp: Path, extra: str = "", agents: str = DEMO_AGENTS, simulators: str = "gsm = false\nanalog = false") -> Path:
     data = tmp / "data"
     cfg = tmp / "branchline.toml"
     cfg.write_text(
@@ -86,8 +88,7 @@ port = 0
 ice_host_addresses = ["127.0.0.1"]
 
 [simulators]
-gsm = false
-analog = false
+{simulators}
 
 [[queues]]
 id = "support"
@@ -110,12 +111,14 @@ async def _collect(box: BoxProcess) -> None:
             box.logs.append(raw.decode(errors="replace").rstrip())
             box._changed.notify_all()
     async with box._changed:
+        box.log_closed = True
         box._changed.notify_all()
 
 
 @contextlib.asynccontextmanager
-async def running_box(tmp: Path, extra_config: str = "", agents: str = DEMO_AGENTS) -> AsyncIterator[BoxProcess]:
-    cfg = write_config(tmp, extra_config, agents)
+async def running_box(tmp: Path, extra_config: str = "", agents: str = DEMO_AGENTS,
+                      simulators: str = "gsm = false\nanalog = false") -> AsyncIterator[BoxProcess]:
+    cfg = write_config(tmp, extra_config, agents, simulators)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "run.py"), "--config", str(cfg),

@@ -30,6 +30,9 @@ def service_level(q: s.QueueView) -> Text:
     return Text(f"{sl:.0%}", style="green" if sl >= 0.8 else "yellow" if sl >= 0.6 else "red")
 
 
+TICK_S = 1.0  # the "For" columns count in whole seconds
+
+
 class DashboardScreen(SiteScreen):
     HELP = ("The dashboard shows the whole branch: lines (GSM signal, operator, SIM, registration), "
             "queues (waiting, longest wait, today's service level: answered within 20 s), agents by state "
@@ -58,6 +61,11 @@ class DashboardScreen(SiteScreen):
             table = self.query_one(f"#{table_id}", DataTable)
             table.border_title = title
             table.add_columns(*columns)
+        if self.admin_app.site is not None:
+            self.show_site(self.admin_app.site)
+        self.set_interval(TICK_S, self._tick)  # time in state / on call keeps counting between events
+
+    def _tick(self) -> None:
         if self.admin_app.site is not None:
             self.show_site(self.admin_app.site)
 

@@ -123,7 +123,7 @@ function handle(msg) {
 
 function fillDispositions(list) {
   const sel = $("disposition");
-  sel.innerHTML = "";
+  sel.innerHTML = '<option value="">(no disposition)</option>';
   for (const d of list) { const o = document.createElement("option"); o.value = d; o.textContent = d; sel.appendChild(o); }
 }
 

@@ -1,0 +1,269 @@
+"""End to end with a real SIP phone: baresip registers, calls, holds, resumes and hangs up.
+
+The box runs as its own process (``run.py``) with extension 201 in its registrar. baresip
+(Debian's v1.0) registers as 201 with digest, dials ``support``; a headless Chromium agent
+answers. baresip plays a 600 Hz WAV through its ``aufile`` source and dumps what it hears
+with ``sndfile``; it is driven over its ``ctrl_tcp`` JSON interface (netstrings).
+
+Interop fact found here: baresip 1.0's digest code (libre) gives up ("Function not
+implemented") when any challenge names an algorithm other than MD5, so this box offers
+MD5 only (``auth_algorithms = ["MD5"]``); the default SHA-256+MD5 pair locks such phones out.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import wave
+from pathlib import Path
+from typing import AsyncIterator
+
+import numpy as np
+import pytest
+
+from tests.e2e.test_sip_call_to_browser import load_record, login, loud_seconds, peak_hz
+from tests.support import box as box_support
+from tests.support.box import running_box
+from tests.support.browser import launch_chromium, write_tone_wav
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(shutil.which("baresip") is None, reason="no baresip")]
+
+UI_TIMEOUT_MS = 20_000
+BARESIP_READY_S = 15.0  # baresip loads its modules and is ready in well under a second
+EVENT_TIMEOUT_S = 20.0  # registration/call events arrive in ms on loopback; generous for a loaded box
+BARESIP_LIFETIME_S = 180  # -t: baresip quits on its own even if the test dies
+PHONE_TONE_HZ = 600.0
+AGENT_TONE_HZ = 1000.0
+TALK_S = 3.0  # audio flows this long before hold, and again after resume
+MIN_ENERGY_GAIN = 0.01  # WebRTC totalAudioEnergy gained (level^2 x seconds): a -12 dBFS tone adds ~0.06/s
+
+
+def free_sip_port() -> int:
+    """A port P free for UDP and TCP, with P+1 free for TCP (baresip's own TLS listener)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with contextlib.ExitStack() as stack:
+                for kind, p in ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port), (socket.SOCK_STREAM, port + 1)):
+                    s = stack.enter_context(socket.socket(socket.AF_INET, kind))
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no free port pair for baresip")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_baresip_config(folder: Path, *, box_port: int, wav: Path, sip_port: int, ctrl_port: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config").write_text(
+        "poll_method epoll\n"
+        f"sip_listen 127.0.0.1:{sip_port}\n"
+        "net_interface 127.0.0.1\n"  # 'lo' cannot be resolved here (no ioctl); the address works
+        "audio_player aubridge,nowhere\n"  # no sound card: a bridge device nobody reads
+        f"audio_source aufile,{wav}\n"
+        "audio_alert aubridge,nowhere\n"
+        "module_path /usr/lib/baresip/modules\n"
+        "module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n"
+        "module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n"
+        f"ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n"
+        f"snd_path {folder}\n"
+    )
+    (folder / "accounts").write_text(
+        f"<sip:201@127.0.0.1:{box_port}>;auth_pass=secret;regint=600;audio_codecs=PCMU,PCMA\n")
+    return folder
+
+
+def write_phone_wav(path: Path, seconds: float = 60.0) -> Path:
+    n = np.arange(int(8000 * seconds))
+    samples = np.rint(8000 * np.sin(2 * np.pi * PHONE_TONE_HZ * n / 8000)).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+class Baresip:
+    """A running baresip and its ctrl_tcp connection: commands out, JSON responses and events in.
+
+    Every message read is kept; a wait takes the first message not yet taken that matches,
+    so an event arriving before a command's response (CALL_CLOSED before "hangup" ok) is not lost.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.proc, self.reader, self.writer = proc, reader, writer
+        self.messages: list[dict] = []
+        self._taken: set[int] = set()
+
+    async def command(self, name: str, params: str = "") -> dict:
+        body = json.dumps({"command": name, "params": params, "token": name}).encode()
+        self.writer.write(str(len(body)).encode() + b":" + body + b",")
+        response = await self.wait(lambda m: m.get("response") and m.get("token") == name)
+        assert response["ok"], response
+        return response
+
+    async def _read(self) -> None:
+        length = int((await self.reader.readuntil(b":"))[:-1])
+        data = await self.reader.readexactly(length + 1)
+        self.messages.append(json.loads(data[:-1]))
+
+    async def wait(self, match, timeout: float = EVENT_TIMEOUT_S) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                for index, message in enumerate(self.messages):
+                    if index not in self._taken and match(message):
+                        self._taken.add(index)
+                        return message
+                await self._read()
+
+    async def event(self, kind: str) -> dict:
+        return await self.wait(lambda m: m.get("event") and m.get("type") == kind)
+
+
+@contextlib.asynccontextmanager
+async def running_baresip(conf: Path, ctrl_port: int) -> AsyncIterator[Baresip]:
+    proc = await asyncio.create_subprocess_exec(
+        "baresip", "-4", "-f", str(conf), "-t", str(BARESIP_LIFETIME_S),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(BARESIP_READY_S):
+            while True:
+                line = (await proc.stdout.readline()).decode(errors="replace")
+                assert line, f"baresip exited early: {''.join(output)}"
+                output.append(line)
+                if "baresip is ready" in line:
+                    break
+        drain = asyncio.create_task(_drain(proc.stdout, output), name="baresip-stdout")
+        reader, writer = await asyncio.open_connection("127.0.0.1", ctrl_port)
+        try:
+            yield Baresip(proc, reader, writer)
+        finally:
+            writer.close()
+            drain.cancel()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _drain(stream: asyncio.StreamReader, into: list[str]) -> None:
+    while line := await stream.readline():
+        if len(into) < 2000:  # the status line repeats; keep a bounded amount
+            into.append(line.decode(errors="replace"))
+
+
+async def agent_hears_the_phone(page) -> None:
+    """Wait until the agent's browser received TALK_S more seconds of audio (50 packets/s), not silent.
+
+    The box streams (silent) packets to a logged-in agent all the time, so both counts are
+    taken relative to now; the energy check (any non-silence) is what proves the phone's audio.
+    """
+    packets, energy = await page.evaluate(
+        "bl.stats().then(s => [s.inboundAudio.packetsReceived, s.inboundAudio.totalAudioEnergy])")
+    # wait_for_function does not await a promise (a Promise is truthy), so the page waits itself
+    reached = await page.evaluate(
+        """async ([packets, energy, ms]) => {
+             const end = Date.now() + ms;
+             while (Date.now() < end) {
+               const a = (await bl.stats()).inboundAudio;
+               if (a.packetsReceived > packets && a.totalAudioEnergy > energy) return true;
+               await new Promise(r => setTimeout(r, 100));
+             }
+             return false;
+           }""", [packets + int(TALK_S * 50), energy + MIN_ENERGY_GAIN, UI_TIMEOUT_MS])
+    assert reached, await page.evaluate("bl.stats()")
+
+
+def box_config_with_extension(original):
+    """``write_config`` with extension 201 (MD5 only, see the module doc) added to its [sip] table."""
+
+    def write(tmp: Path, *args, **kwargs) -> Path:
+        path = original(tmp, *args, **kwargs)
+        text = path.read_text()
+        assert text.count("[sip]\n") == 1
+        path.write_text(text.replace("[sip]\n", '[sip]\nusers = [["201", "secret"]]\nauth_algorithms = ["MD5"]\n'))
+        return path
+
+    return write
+
+
+async def test_baresip_registers_calls_holds_resumes_and_hangs_up(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(box_support, "write_config", box_config_with_extension(box_support.write_config))
+    mic = write_tone_wav(tmp_path / "mic.wav", freq=AGENT_TONE_HZ, seconds=3.0)
+    phone_wav = write_phone_wav(tmp_path / "phone.wav")
+    ctrl_port = free_tcp_port()
+    async with running_box(tmp_path, extra_config="[acd]\nwrapup_s = 60\n") as box:
+        conf = write_baresip_config(tmp_path / "baresip", box_port=box.sip_udp, wav=phone_wav,
+                                    sip_port=free_sip_port(), ctrl_port=ctrl_port)
+        async with launch_chromium(fake_audio_wav=mic) as browser:
+            page = await browser.new_page()
+            await login(page, box.web_url, "alice", "alice-pw")
+            async with running_baresip(conf, ctrl_port) as phone:
+                await box.wait_for_log(r"SIP extension 201: 1 contact\(s\) registered", timeout=EVENT_TIMEOUT_S)
+                await phone.command("dial", f"sip:support@127.0.0.1:{box.sip_udp}")
+                await page.wait_for_selector("#offer:not([hidden])", timeout=UI_TIMEOUT_MS)
+                assert await page.text_content("#offer-caller") == "201"
+                await page.click("#btn-answer")
+                await phone.event("CALL_ESTABLISHED")
+                await agent_hears_the_phone(page)
+
+                mark = len(box.logs)
+                await phone.command("hold")  # re-INVITE with a=sendonly
+                await box.wait_for_log(r"INVITE from the caller, we are now recvonly", timeout=EVENT_TIMEOUT_S,
+                                       start=mark)
+                await phone.event("CALL_REMOTE_SDP")
+                mark = len(box.logs)
+                await phone.command("resume")  # re-INVITE with a=sendrecv
+                await box.wait_for_log(r"INVITE from the caller, we are now sendrecv", timeout=EVENT_TIMEOUT_S,
+                                       start=mark)
+                await phone.event("CALL_REMOTE_SDP")
+                await agent_hears_the_phone(page)  # the call carries audio again after the resume
+                await phone.command("hangup")
+                closed = await phone.event("CALL_CLOSED")
+                assert closed["peeruri"] == f"sip:support@127.0.0.1:{box.sip_udp}"
+
+            await page.wait_for_selector("#wrapup:not([hidden])", timeout=UI_TIMEOUT_MS)
+            await page.select_option("#disposition", "resolved")
+            await page.click("#btn-wrapup-done")
+            await page.wait_for_selector("#state[data-state=available]", timeout=UI_TIMEOUT_MS)
+        await box.wait_for_log(r"call \S+ wrap-up done: disposition resolved", timeout=10)
+        assert await box.stop() == 0
+
+    calls, rec_dir = await load_record(box.data_dir)
+    assert len(calls) == 1
+    rec = calls[0]
+    assert rec.outcome == "answered" and rec.agent_id == "alice" and rec.hangup_cause == "caller hung up"
+    assert rec.from_number == "201" and rec.to_number == "support" and rec.line_kind == "sip"
+    assert 2 * TALK_S < rec.talk_s < 60
+    with wave.open(str(rec_dir / rec.recording_path)) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert abs(len(frames) / 8000 - rec.talk_s) < 1.0
+    left, right = frames[:, 0], frames[:, 1]
+    assert abs(peak_hz(left) - PHONE_TONE_HZ) <= 20  # the phone's WAV reached the box
+    assert loud_seconds(left) > 2 * TALK_S - 1.0
+    assert abs(peak_hz(right) - AGENT_TONE_HZ) <= 20
+
+    [heard] = sorted((tmp_path / "baresip").glob("dump-*-dec.wav"))  # what baresip decoded from the box
+    with wave.open(str(heard)) as w:
+        rate = w.getframerate()
+        received = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert abs(peak_hz(received, rate) - AGENT_TONE_HZ) <= 20  # the agent's voice reached the phone
+    assert loud_seconds(received, rate) > TALK_S
