@@ -77,7 +77,10 @@ class MessageCenter:
         """Persist an inbound SMS. Lines delete it from the modem only after this returns."""
         from appliance.storage import Channel
 
-        number = to_e164(sms.sender, self._region) or sms.sender
+        e164 = to_e164(sms.sender, self._region)
+        number = e164 or sms.sender
+        if e164 is not None and await self._store.customer_by_phone(e164) is None:
+            await self._store.upsert_customer(phones=(e164,))  # first contact: the SMS joins their history
         status = "received" if sms.decodable and sms.complete else ("undecodable" if not sms.decodable else "incomplete")
         body = sms.text if sms.decodable else "[undecodable message: " + " ".join(sms.raw) + "]"
         msg = await self._store.add_message(Channel.SMS, "in", number, body, at=sms.at)

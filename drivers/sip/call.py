@@ -16,6 +16,7 @@ from typing import Callable
 
 from appliance.lines import CallerId, CallGone, HangupCause, LineKind
 from drivers.sip.dialog import DialogRequests
+from drivers.sip.inband import InbandDtmfLeg
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.message import SipRequest
 from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, negotiate, parse_sdp
@@ -91,7 +92,7 @@ class SipCall:
         self.line_id = line_id
         self.caller = caller_id_of(invite)
         self.called = invite.uri.user or invite.to_addr.uri.user
-        self.audio = rtp
+        self.audio = InbandDtmfLeg(rtp)  # what the bridge reads/writes; plays in-band DTMF when needed
         self.state = CallState.RINGING
         self.sip_call_id = invite.call_id
         self.local_tag = new_tag()
@@ -228,10 +229,18 @@ class SipCall:
         self._dtmf_callbacks.append(callback)
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> bool:
-        """Send an RFC 4733 digit to the caller (False when not negotiated / call down)."""
+        """Send a digit to the caller: RFC 4733 when the caller negotiated telephone-event, else
+        in-band tones in the audio. False when the call is down, we may not send (held by the
+        caller) or a digit is still playing. ``ValueError`` for a character that is not a key."""
         if self.state is CallState.ENDED:
             return False
-        return await self._rtp.send_dtmf(digit, duration_ms)
+        if self._neg.dtmf_payload_type is not None:
+            return await self._rtp.send_dtmf(digit, duration_ms)
+        neg = self._neg
+        if (neg.direction not in (Direction.SENDRECV, Direction.SENDONLY) or neg.remote_port == 0
+                or neg.remote_host in ("0.0.0.0", "::")):  # held by the caller: nowhere to send
+            return False
+        return await self.audio.send_tones(digit, duration_ms)
 
     # ---- events from the line ------------------------------------------------------
     def on_cancel(self) -> None:

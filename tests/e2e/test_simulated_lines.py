@@ -66,3 +66,24 @@ async def test_sim_cli_says_clearly_when_no_box_runs(tmp_path: Path) -> None:
     async with asyncio.timeout(CLI_TIMEOUT_S):
         out, _ = await proc.communicate()
     assert proc.returncode == 1 and "the box is not running" in out.decode() and "Traceback" not in out.decode()
+
+
+async def test_caller_who_texted_first_is_offered_with_the_sms_in_history(tmp_path: Path) -> None:
+    async with running_box(tmp_path, simulators="gsm = true\nanalog = false") as box:
+        await box.wait_for_log(r"gsm:\d+ ready on", timeout=30)
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            rc, _ = await sim_cli(box, "sms", "Is the branch open on Saturday?", "--from", "+447700900124")
+            assert rc == 0
+            await agent.next("sms")
+            await agent.send("available")
+            rc, _ = await sim_cli(box, "call", "gsm", "--from", "+447700900124")
+            assert rc == 0
+            offer = await agent.next("offer")
+            assert offer["customer_id"] and [h["kind"] for h in offer["history"]] == ["sms"]
+            assert "Saturday" in offer["history"][0]["summary"]
+            await agent.send("reject", call_id=offer["call_id"])
+        finally:
+            await agent.close()
