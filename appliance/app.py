@@ -38,6 +38,7 @@ class Endpoints:
     web_url: str
     sip_udp: int | None
     sip_tcp: int | None
+    sip_tls: int | None = None
 
 
 class Box:
@@ -137,7 +138,7 @@ class Box:
         self.messages = MessageCenter(self.store, self.hub.topic("messages"), region=cfg.country)
 
         web_url = await self._start_web()
-        sip_udp, sip_tcp = await self._start_sip()
+        sip_udp, sip_tcp, sip_tls = await self._start_sip()
         self.lines = LineManager(cfg, self.hub.topic("lines"), self.calls.handle_inbound, self.messages)
         await self.lines.start()
         self.simulation = SimulationControl(self.lines.simulators) if self.lines.simulators else None
@@ -146,7 +147,7 @@ class Box:
         from appliance.api.server import start_local_api
 
         self._stop_hooks.append(("api", await start_local_api(self)))
-        self.endpoints = Endpoints(web_url, sip_udp, sip_tcp)
+        self.endpoints = Endpoints(web_url, sip_udp, sip_tcp, sip_tls)
         self._write_endpoints()
         return self.endpoints
 
@@ -159,7 +160,7 @@ class Box:
         run_dir = self.run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         doc = {"pid": os.getpid(), "web_url": self.endpoints.web_url, "sip_udp": self.endpoints.sip_udp,
-               "sip_tcp": self.endpoints.sip_tcp, "started_at": self.started_at}
+               "sip_tcp": self.endpoints.sip_tcp, "sip_tls": self.endpoints.sip_tls, "started_at": self.started_at}
         tmp = run_dir / "endpoints.json.tmp"
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, run_dir / "endpoints.json")
@@ -191,7 +192,7 @@ class Box:
         host = "127.0.0.1" if cfg.web.bind in ("0.0.0.0", "::", "") else cfg.web.bind
         return f"http://{host}:{port}/"
 
-    async def _start_sip(self) -> tuple[int | None, int | None]:
+    async def _start_sip(self) -> tuple[int | None, int | None, int | None]:
         from drivers.sip.line import SipLine, SipLineConfig
 
         cfg = self.cfg
@@ -203,6 +204,11 @@ class Box:
                 advertised_ip=cfg.sip.sdp_address or None,
                 rtp_port_range=(cfg.sip.rtp_port_min, cfg.sip.rtp_port_max),
                 tcp="tcp" in cfg.sip.transports,
+                tls="tls" in cfg.sip.transports,
+                tls_port=cfg.sip.tls_port,
+                tls_cert=cfg.sip.tls_cert,
+                tls_key=cfg.sip.tls_key,
+                tls_dir=str(cfg.data_dir / "tls"),
                 numbers=cfg.sip.numbers,
                 users=tuple((str(e), str(p)) for e, p in cfg.sip.users),
                 realm=cfg.sip.realm,
@@ -224,9 +230,18 @@ class Box:
             ),
             self.calls.handle_inbound,
         )
-        await line.start()
+        try:
+            await line.start()
+        except Exception as exc:
+            from drivers.sip.tls import TlsSetupError
+
+            if isinstance(exc, TlsSetupError):
+                raise OSError(f"SIP over TLS cannot start: {exc}") from None
+            raise
         self._lines.append(line)
-        return line.udp_port or None, line.tcp_port or None
+        if line.tls_port:
+            log.info("SIP over TLS on port %d", line.tls_port)
+        return line.udp_port or None, line.tcp_port or None, line.tls_port or None
 
     # --- stop -----------------------------------------------------------------------------------------
     async def stop(self) -> None:

@@ -25,7 +25,10 @@ class ConfigError(Exception):
 class SipConfig:
     bind: str = "0.0.0.0"
     port: int = 5060
-    transports: tuple[str, ...] = ("udp", "tcp")
+    transports: tuple[str, ...] = ("udp", "tcp")  # add "tls" for SIP over TLS
+    tls_port: int = 5061
+    tls_cert: str = ""  # PEM paths; both empty: a self-signed pair kept in <data_dir>/tls/
+    tls_key: str = ""
     rtp_port_min: int = 10000
     rtp_port_max: int = 20000
     sdp_address: str = ""  # address we put in SDP; empty = the address the INVITE arrived on
@@ -224,8 +227,10 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     sip = _section(raw, "sip", SipConfig)
     if not (0 <= sip.port <= 65535):
         raise ConfigError(f"[sip] port {sip.port} is out of range")
-    if not set(sip.transports) <= {"udp", "tcp"}:
-        raise ConfigError("[sip] transports may contain only \"udp\" and \"tcp\"")
+    if not set(sip.transports) <= {"udp", "tcp", "tls"}:
+        raise ConfigError("[sip] transports may contain only \"udp\", \"tcp\" and \"tls\"")
+    if bool(sip.tls_cert) != bool(sip.tls_key):
+        raise ConfigError("[sip] give both tls_cert and tls_key, or neither (a self-signed pair is made)")
     if not all(isinstance(u, (list, tuple)) and len(u) == 2 for u in sip.users):
         raise ConfigError('[sip] users must be a list of ["extension", "password"] pairs')
     web = _section(raw, "web", WebConfig)

@@ -16,6 +16,7 @@ asyncio shell:
     tls.py          TLS certificate (configured or self-signed, kept) and the server SSL context
     useragent.py    transaction tables and timers, OPTIONS/CANCEL/ACK/501/481 handling
     call.py         SipCall: one inbound dialog, the appliance.lines.InboundCall (+ hold/resume)
+    inband.py       the call's audio leg for the bridge; in-band DTMF tones when RFC 4733 is not negotiated
     trunk.py        outbound registration to a SIP trunk, refresh and backoff
     line.py         SipLine: what run.py starts
 """

@@ -33,6 +33,22 @@ async def login(page, web_url: str, agent: str, password: str) -> None:
     await page.wait_for_selector("#state[data-state=available]", timeout=UI_TIMEOUT_MS)
 
 
+async def wait_for_inbound_packets(page, count: int, timeout_ms: int = UI_TIMEOUT_MS) -> bool:
+    """Poll the page's getStats until inbound audio packets exceed ``count`` (bounded)."""
+    return await page.evaluate(
+        """async ([count, timeoutMs]) => {
+             const end = Date.now() + timeoutMs;
+             while (Date.now() < end) {
+               const s = await bl.stats();
+               if (s.inboundAudio && s.inboundAudio.packetsReceived > count) return true;
+               await new Promise(r => setTimeout(r, 100));
+             }
+             return false;
+           }""",
+        [count, timeout_ms],
+    )
+
+
 def load_record(data_dir: Path):
     from appliance.storage import Store
 
@@ -98,9 +114,7 @@ async def test_sipp_call_answered_by_browser_agent_bridged_and_recorded(tmp_path
             await page.wait_for_selector("#call:not([hidden])", timeout=UI_TIMEOUT_MS)
             assert await page.is_visible("#call-recording")
             # the browser hears the caller while the call is up
-            await page.wait_for_function(
-                "bl.stats().then(s => s.inboundAudio && s.inboundAudio.packetsReceived > 50)", timeout=UI_TIMEOUT_MS
-            )
+            assert await wait_for_inbound_packets(page, 50)
             rc, out = await sipp
             assert rc == 0, out[-3000:]
 

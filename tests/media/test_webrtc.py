@@ -138,9 +138,17 @@ async def test_chromium_agent_leg_both_directions(tmp_path: Path, loopback_ice: 
             bridge.start()
             async with asyncio.timeout(MEDIA_TIMEOUT_S):
                 await customer.enough.wait()
-            await page.wait_for_function(
-                "inboundAudio().then(s => s && s.packetsReceived > 25 && s.totalAudioEnergy > 0)",
-                timeout=MEDIA_TIMEOUT_S * 1000, polling=100,
+            # wait_for_function would not await the promise (a Promise is truthy): the page polls itself
+            await page.evaluate(
+                """async (timeoutMs) => {
+                     const end = Date.now() + timeoutMs;
+                     while (Date.now() < end) {
+                       const s = await inboundAudio();
+                       if (s && s.packetsReceived > 25 && s.totalAudioEnergy > 0) return;
+                       await new Promise(r => setTimeout(r, 100));
+                     }
+                   }""",
+                MEDIA_TIMEOUT_S * 1000,
             )
             browser_stats = await page.evaluate("inboundAudio()")
             bridge_stats = await bridge.stop()

@@ -43,6 +43,7 @@ class BoxProcess:
     web_url: str = ""
     sip_udp: int = 0
     sip_tcp: int = 0
+    sip_tls: int = 0
     logs: list[str] = field(default_factory=list)
     log_closed: bool = False  # the box's stderr ended: it has exited
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -68,7 +69,8 @@ class BoxProcess:
             return await self.proc.wait()
 
 
-def write_config(tmp: Path, extra: str = "", agents: str = DEMO_AGENTS, simulators: str = "gsm = false\nanalog = false") -> Path:
+def write_config(tmp: Path, extra: str = "", agents: str = DEMO_AGENTS, simulators: str = "gsm = false\nanalog = false",
+                 sip_extra: str = "") -> Path:
     data = tmp / "data"
     cfg = tmp / "branchline.toml"
     cfg.write_text(
@@ -81,6 +83,7 @@ log_level = "INFO"
 bind = "127.0.0.1"
 port = 0
 sdp_address = "127.0.0.1"
+{sip_extra}
 
 [web]
 bind = "127.0.0.1"
@@ -117,8 +120,8 @@ async def _collect(box: BoxProcess) -> None:
 
 @contextlib.asynccontextmanager
 async def running_box(tmp: Path, extra_config: str = "", agents: str = DEMO_AGENTS,
-                      simulators: str = "gsm = false\nanalog = false") -> AsyncIterator[BoxProcess]:
-    cfg = write_config(tmp, extra_config, agents, simulators)
+                      simulators: str = "gsm = false\nanalog = false", sip_extra: str = "") -> AsyncIterator[BoxProcess]:
+    cfg = write_config(tmp, extra_config, agents, simulators, sip_extra)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "run.py"), "--config", str(cfg),
@@ -131,6 +134,7 @@ async def running_box(tmp: Path, extra_config: str = "", agents: str = DEMO_AGEN
         await box.wait_for_log(r"Branchline is running", timeout=START_TIMEOUT_S)
         ep = json.loads((box.data_dir / "run" / "endpoints.json").read_text())
         box.web_url, box.sip_udp, box.sip_tcp = ep["web_url"], ep["sip_udp"] or 0, ep["sip_tcp"] or 0
+        box.sip_tls = ep.get("sip_tls") or 0
         yield box
     finally:
         if proc.returncode is None:

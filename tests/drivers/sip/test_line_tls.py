@@ -217,3 +217,24 @@ async def test_configured_pair_is_used_and_a_bad_pair_refuses_to_start(tls_line,
         await tls_line(tls_cert=str(own.cert), tls_key=str(other.key))
     with pytest.raises(TlsSetupError, match="both"):
         await tls_line(tls_cert=str(own.cert), tls_key="")
+
+
+async def _tls_under_uvloop(folder: Path) -> None:
+    line = SipLine(SipLineConfig(host="127.0.0.1", port=0, rtp_port_range=None, tls=True, tls_port=0,
+                                 tls_dir=str(folder)), Handler())
+    await line.start()
+    try:
+        peer = await TlsPeer.connect(line.tls_port, folder / CERT_FILE)
+        peer.send(peer.request("OPTIONS", branch=new_branch(), call_id=new_call_id()).replace(b"\r\n", b"\n"))
+        await peer.expect(200)
+        await peer.close()
+    finally:
+        await line.stop()
+
+
+def test_tls_under_uvloop(tmp_path) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+        runner.run(_tls_under_uvloop(tmp_path / "tls"))
