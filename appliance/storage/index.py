@@ -1,6 +1,7 @@
 """The in-memory indexes, rebuilt at start from per-shard sidecars, with an undo log per commit.
 
-Why rebuild instead of journaling: shards are the only source of truth. Each shard may have
+Why rebuild instead of journaling the index: the shards (plus the document journal, which
+is applied to them at start, see ``journal.py``) are the only source of truth. Each shard may have
 a sidecar (``<shard>.idx``) holding the index columns of its documents and the digest of the
 shard body they were computed from. Sidecars are written without fsync, when a shard fills
 up and at close; at start a sidecar whose digest differs from its shard's header (crash,
