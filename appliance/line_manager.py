@@ -149,6 +149,7 @@ class LineManager:
                          sim="ready")
             line = self.lines.get(key)
             if line is not None:
+                line.line_id = ev.line_id  # the driver adopts it a moment later; views look drivers up by it now
                 self._messages.add_sender(ev.line_id, line.send_sms)
         elif isinstance(ev, e.ModemLost):
             st = replace(st, state="down", detail=ev.reason, calls=0)
