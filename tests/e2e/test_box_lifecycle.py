@@ -9,6 +9,18 @@ from tests.support.box import running_box
 from tests.support.sip_raw import RawCaller, to_tag
 
 
+async def answered_call(agent: ConsoleAgent, caller: RawCaller) -> None:
+    """The agent logs in with audio and goes available; the caller dials; the agent answers."""
+    await agent.login()
+    await agent.connect_audio()
+    await agent.send("available")
+    caller.send(caller.invite_bytes())
+    offer = await agent.next("offer")
+    await agent.send("answer", call_id=offer["call_id"])
+    caller.send(caller.ack_bytes(to_tag(await caller.expect(200, "INVITE"))))
+    await agent.next("call", state="on_call")
+
+
 def options_bytes(c: RawCaller) -> bytes:
     return (
         f"OPTIONS sip:support@127.0.0.1:{c.box_port} SIP/2.0\r\n"
@@ -68,15 +80,7 @@ async def test_sigterm_ends_live_call_and_finalises_recording(tmp_path: Path) ->
         agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
         c = await RawCaller(box.sip_udp).open()
         try:
-            await agent.login()
-            await agent.connect_audio()
-            await agent.send("available")
-            c.send(c.invite_bytes())
-            offer = await agent.next("offer")
-            await agent.send("answer", call_id=offer["call_id"])
-            ok = await c.expect(200, "INVITE")
-            c.send(c.ack_bytes(to_tag(ok)))
-            await agent.next("call", state="on_call")
+            await answered_call(agent, c)
             assert await box.stop() == 0
             bye = await c.expect_request("BYE")
             assert "Call-ID: " + c.call_id in bye
@@ -98,14 +102,7 @@ async def test_agent_audio_drop_holds_caller_and_reconnect_resumes_the_call(tmp_
         agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
         c = await RawCaller(box.sip_udp).open()
         try:
-            await agent.login()
-            await agent.connect_audio()
-            await agent.send("available")
-            c.send(c.invite_bytes())
-            offer = await agent.next("offer")
-            await agent.send("answer", call_id=offer["call_id"])
-            c.send(c.ack_bytes(to_tag(await c.expect(200, "INVITE"))))
-            await agent.next("call", state="on_call")
+            await answered_call(agent, c)
             mark = len(box.logs)
             await agent.pc.close()  # the browser's audio path dies mid-call
             await box.wait_for_log(r"agent alice lost audio; caller on hold", start=mark)
@@ -128,14 +125,7 @@ async def test_agent_who_never_reconnects_ends_the_call(tmp_path: Path) -> None:
         agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
         c = await RawCaller(box.sip_udp).open()
         try:
-            await agent.login()
-            await agent.connect_audio()
-            await agent.send("available")
-            c.send(c.invite_bytes())
-            offer = await agent.next("offer")
-            await agent.send("answer", call_id=offer["call_id"])
-            c.send(c.ack_bytes(to_tag(await c.expect(200, "INVITE"))))
-            await agent.next("call", state="on_call")
+            await answered_call(agent, c)
             await agent.pc.close()
             bye = await c.expect_request("BYE", timeout=15)
             assert "Call-ID: " + c.call_id in bye
