@@ -239,6 +239,10 @@ async def test_ussd_balance_and_test_sms_on_the_simulated_gsm_line(tmp_path) -> 
             await pilot.press("2")
             await wait_until(pilot, lambda: any(ln.kind == "gsm" and ln.state == "up" for ln in app.site.lines), timeout=30)
             assert rows(app, "lines-table")[0][0].startswith("gsm:")
+            # select the GSM line as the admin would: while the modem was renamed gsm:<port> ->
+            # gsm:<IMEI> the cursor may have followed another row
+            app.screen.query_one("#lines-table", DataTable).move_cursor(row=0, animate=False)
+            await pilot.pause()
             await pilot.press("u")
             await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
             await pilot.press("enter")  # the form offers *100#
