@@ -58,7 +58,7 @@ class Box:
         self.messages: MessageCenter | None = None
         self.lines: LineManager | None = None
         self.simulation: SimulationControl | None = None
-        self.sessions = Sessions(cfg.web.ice_host_addresses)
+        self.sessions = Sessions()
         self._runner: web.AppRunner | None = None
         self._lines: list[Any] = []
         self._stop_hooks: list[tuple[str, Callable[[], Awaitable[None]]]] = []

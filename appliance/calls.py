@@ -22,7 +22,8 @@ from appliance.lines import CallGone, HangupCause, InboundCall
 from appliance.numbers import to_e164
 from appliance.records import CallOutcome, CallRecord
 from media.bridge import Bridge
-from media.call_audio import QueueAudio, SilentLeg, load_hold_music
+from media.bridge import NullLeg
+from media.call_audio import QueueAudio, load_hold_music
 from media.tones import HoldMusic
 from media.frames import LegAudio
 from media.recorder import StereoWavRecorder
@@ -298,7 +299,7 @@ class CallCenter:
         agent_leg = self._agents.media_for(agent_id)
         if agent_leg is None:
             log.warning("agent %s has no audio connected; call %s is bridged to silence", agent_id, call.call_id)
-            agent_leg = SilentLeg()
+            agent_leg = NullLeg()  # the bridge plays silence for a leg with nothing
         recorder = self._start_recorder(lc, answered_at)
         bridge = Bridge(call.audio, agent_leg, recorder)
         bridge.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
 from appliance.hub import Topic
 from appliance.numbers import to_e164
@@ -50,10 +50,6 @@ class MessageEvent:
 
 
 SmsSender = Callable[[str, str], Awaitable[Any]]  # (number, text) -> whatever the line reports
-
-
-class MessageStore(Protocol):
-    async def add_message(self, channel: Any, direction: str, number: str, body: str, *, at: float | None = None) -> Any: ...
 
 
 class MessageCenter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from appliance.config import QueueConfig
-from media.frames import FRAME_S, SILENCE
+from media.frames import FRAME_S
 from media.tones import AudioFileError, FrameSource, HoldMusic, PcmLoop, decode_to_internal, ringback
 
 log = logging.getLogger(__name__)
@@ -18,16 +18,6 @@ class SourceLeg:
 
     def read_frame_nowait(self) -> bytes | None:
         return self._source.next_frame()
-
-    def write_frame(self, pcm: bytes) -> None:
-        return None
-
-
-class SilentLeg:
-    """A leg with nothing on it (an agent whose browser audio is not connected)."""
-
-    def read_frame_nowait(self) -> bytes | None:
-        return SILENCE
 
     def write_frame(self, pcm: bytes) -> None:
         return None

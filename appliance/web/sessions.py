@@ -28,11 +28,10 @@ class AgentSession:
 
 
 class Sessions:
-    def __init__(self, ice_host_addresses: tuple[str, ...] = ()) -> None:
+    def __init__(self) -> None:
         self._by_token: dict[str, AgentSession] = {}
         self._by_agent: dict[str, AgentSession] = {}
         self._failures: dict[str, list[float]] = {}
-        self._ice_hosts = ice_host_addresses
         self._media_changed = asyncio.Condition()
 
     # --- login --------------------------------------------------------------------------
