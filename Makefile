@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEB_TEST_PKGS := sip-tester chromium nats-server sox baresip
+DEB_TEST_PKGS := sip-tester chromium nats-server sox baresip linphone-cli
 
 .PHONY: run test venv deps-test deb-test bench clean
 

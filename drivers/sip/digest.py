@@ -5,7 +5,8 @@ their issue time, so a forged or expired nonce is recognised without a lookup; i
 nonces are also kept in a bounded table with the highest nonce-count seen, so a
 replayed (nonce, nc) pair is refused. An unknown user and a wrong password produce
 the same verdict (``FAILED``) after the same work, so the wire never tells them apart;
-only ``reason`` (for logs and the source guard) differs.
+only ``reason`` (for logs and the source guard) differs. Credentials whose ``uri`` does not
+name the Request-URI (RFC 3261 §19.1.4 comparison) are ``FAILED`` too (RFC 2617 §3.2.2.5).
 
 Client side (``authorization``): answers the strongest challenge we support.
 """
@@ -20,8 +21,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Mapping
+from urllib.parse import unquote
 
 from drivers.sip.errors import SipSyntaxError
+from drivers.sip.uri import SIP_SCHEMES, Uri, parse_uri
 
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 NONCE_LIFETIME_S = 300.0  # a phone answers a challenge within ms; after this it gets stale=true
@@ -107,6 +110,68 @@ def parse_credentials(value: str) -> Credentials:
                        p.get("algorithm", "MD5").upper(), p.get("qop"), p.get("nc"), p.get("cnonce"))
 
 
+# ---- digest-uri vs Request-URI (RFC 2617 §3.2.2.5, RFC 7616 §3.4.6, RFC 3261 §19.1.4) ----------------
+# uri-parameters that make two SIP URIs different when only one of them carries it (§19.1.4).
+_PARAMS_THAT_MUST_BOTH_APPEAR = frozenset({"user", "ttl", "method", "maddr"})
+
+
+def _has_password(text: str) -> bool:
+    """True for ``sip:user:secret@host``. Our parser drops the password, so it is looked for here."""
+    scheme, _, rest = text.strip().partition(":")
+    if scheme.lower() not in SIP_SCHEMES:
+        return False
+    userinfo, at, _ = rest.partition("?")[0].rpartition("@")
+    return bool(at) and ":" in userinfo
+
+
+def _norm_params(uri: Uri) -> dict[str, str | None]:
+    return {unquote(k).lower(): None if v is None else unquote(v).lower() for k, v in uri.params}
+
+
+def _norm_headers(uri: Uri) -> frozenset[tuple[str, str]]:
+    pairs = (part.partition("=") for part in uri.headers.split("&") if part)
+    return frozenset((unquote(name).lower(), unquote(value)) for name, _, value in pairs)
+
+
+def uris_equivalent(a: Uri, b: Uri) -> bool:
+    """URI comparison of RFC 3261 §19.1.4 (``parse_uri`` already lower-cases scheme and host and
+    unescapes the user part, so ``sip:%61lice@H`` equals ``sip:alice@h``).
+
+    - scheme, user (case-sensitive), host and port must be equal; an absent port is NOT 5060.
+    - a uri-parameter present in both must have the same value (case-insensitive);
+      ``user``, ``ttl``, ``method`` and ``maddr`` must not appear in only one of them.
+    - other parameters that appear in only one are ignored. That is why a phone that puts
+      ``;transport=tcp`` in the digest uri but not in the Request-URI (or the reverse) still
+      matches: §19.1.4 lists transport among the parameters compared only when both carry it,
+      and the Request-URI and the digest uri name the same resource either way.
+    - header components must be present in both and equal.
+    """
+    if a.scheme != b.scheme:
+        return False
+    if a.scheme not in SIP_SCHEMES:  # tel: or other: compare what the parser kept, parameters included
+        return (a.user, a.host, _norm_params(a)) == (b.user, b.host, _norm_params(b))
+    if (a.user, a.host, a.port) != (b.user, b.host, b.port):
+        return False
+    pa, pb = _norm_params(a), _norm_params(b)
+    for name in pa.keys() | pb.keys():
+        if name in pa and name in pb:
+            if pa[name] != pb[name]:
+                return False
+        elif name in _PARAMS_THAT_MUST_BOTH_APPEAR:
+            return False
+    return _norm_headers(a) == _norm_headers(b)
+
+
+def digest_uri_matches(digest_uri: str, request_uri: Uri) -> bool:
+    """Does the ``uri`` of the credentials name the Request-URI of the request they came with?"""
+    if _has_password(digest_uri):  # never in a Request-URI we parse; NOT RECOMMENDED by §19.1.1
+        return False
+    try:
+        return uris_equivalent(parse_uri(digest_uri), request_uri)
+    except SipSyntaxError:
+        return False
+
+
 class Verdict(StrEnum):
     OK = "ok"
     CHALLENGE = "challenge"  # no (usable) credentials: send a fresh challenge, not a failure
@@ -166,7 +231,16 @@ class DigestServer:
                      for alg in self.algorithms)
 
     # ---- verification -----------------------------------------------------------------------
-    def check(self, authorization: str | None, method: str, now: float) -> AuthResult:
+    def check(self, authorization: str | None, method: str, now: float,
+              request_uri: Uri | None = None) -> AuthResult:
+        """Verify ``authorization`` for a ``method`` request.
+
+        ``request_uri`` is the Request-URI of that request. Every caller that authenticates a SIP
+        request passes it: credentials whose ``uri`` names another resource are a FAILED verdict,
+        exactly like a wrong password (RFC 2617 §3.2.2.5), otherwise a captured Authorization
+        header could be replayed against another URI. Only pure digest computations (no request
+        at hand) leave it out.
+        """
         if authorization is None:
             return AuthResult(Verdict.CHALLENGE)
         try:
@@ -190,6 +264,9 @@ class DigestServer:
                                    cred.nonce, cred.nc, cred.cnonce, "auth")
         if not hmac.compare_digest(expected, cred.response) or not known:
             return AuthResult(Verdict.FAILED, cred.username, "wrong password" if known else "unknown user")
+        if request_uri is not None and not digest_uri_matches(cred.uri, request_uri):
+            return AuthResult(Verdict.FAILED, cred.username,
+                              f"digest uri {cred.uri[:60]!r} is not the Request-URI {str(request_uri)[:60]!r}")
         if age > NONCE_LIFETIME_S or cred.nonce not in self._nonces:
             return AuthResult(Verdict.STALE, cred.username, "stale nonce")
         if nc <= self._nonces[cred.nonce]:

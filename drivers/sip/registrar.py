@@ -5,7 +5,8 @@ the status and headers to answer plus, when the attempt counts against the sourc
 a ``failure`` reason for the guard. Every REGISTER is authenticated with Digest; the
 address of record is the To user and must be the authenticated user. An unknown
 user and a wrong password get the same answers (401 without credentials, 403 with),
-so extensions cannot be enumerated.
+so extensions cannot be enumerated. Credentials whose digest ``uri`` is not the
+Request-URI (RFC 2617 §3.2.2.5) get that same 403 and count as a failure.
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ class Registrar:
 
     def handle(self, request: SipRequest, source: tuple[str, int], transport: str, now: float) -> RegisterOutcome:
         aor = request.to_addr.uri.user or ""
-        result = self.auth.check(request.headers.get("Authorization"), "REGISTER", now)
+        result = self.auth.check(request.headers.get("Authorization"), "REGISTER", now, request.uri)
         if result.verdict is Verdict.CHALLENGE:
             unknown = None if self.auth.knows(aor) else f"REGISTER for unknown user {aor[:32]!r}"
             return self._challenge(now, failure=unknown, user=aor)

@@ -23,22 +23,28 @@ from typing import AsyncIterator
 import numpy as np
 import pytest
 
-from tests.e2e.test_sip_call_to_browser import load_record, login, loud_seconds, peak_hz
+from tests.e2e.test_sip_call_to_browser import login, loud_seconds, peak_hz
 from tests.support.box import running_box
 from tests.support.browser import launch_chromium, write_tone_wav
+from tests.support.softphone import (  # noqa: F401  (free_tcp_port, write_phone_wav: used by test_baresip_tls)
+    AGENT_TONE_HZ,
+    EXTENSION_201,
+    TALK_S,
+    agent_hears_the_phone,
+    answer_offer,
+    assert_answered_call_recorded,
+    finish_wrapup,
+    free_tcp_port,
+    write_phone_wav,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(shutil.which("baresip") is None, reason="no baresip")]
 
-UI_TIMEOUT_MS = 20_000
 BARESIP_READY_S = 15.0  # baresip loads its modules and is ready in well under a second
 EVENT_TIMEOUT_S = 20.0  # registration/call events arrive in ms on loopback; generous for a loaded box
 BARESIP_LIFETIME_S = 180  # -t: baresip quits on its own even if the test dies
-PHONE_TONE_HZ = 600.0
-AGENT_TONE_HZ = 1000.0
 CONSOLE_LINE_LIMIT = 1 << 20  # the status line repeats with CR only (~400 B/s): one "line" grows for minutes
 CONSOLE_MAX_LINES = 5000  # one call's SIP trace is ~500 lines
-TALK_S = 3.0  # audio flows this long before hold, and again after resume
-MIN_ENERGY_GAIN = 0.01  # WebRTC totalAudioEnergy gained (level^2 x seconds): a -12 dBFS tone adds ~0.06/s
 
 
 def free_sip_port() -> int:
@@ -56,12 +62,6 @@ def free_sip_port() -> int:
         except OSError:
             continue
     raise AssertionError("no free port pair for baresip")
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_baresip_config(folder: Path, *, box_port: int, wav: Path, sip_port: int, ctrl_port: int) -> Path:
@@ -82,17 +82,6 @@ def write_baresip_config(folder: Path, *, box_port: int, wav: Path, sip_port: in
     (folder / "accounts").write_text(
         f"<sip:201@127.0.0.1:{box_port}>;auth_pass=secret;regint=600;audio_codecs=PCMU,PCMA\n")
     return folder
-
-
-def write_phone_wav(path: Path, seconds: float = 60.0) -> Path:
-    n = np.arange(int(8000 * seconds))
-    samples = np.rint(8000 * np.sin(2 * np.pi * PHONE_TONE_HZ * n / 8000)).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(samples.tobytes())
-    return path
 
 
 class Baresip:
@@ -173,28 +162,6 @@ async def _drain(stream: asyncio.StreamReader, into: list[str]) -> None:
             into.append(line.decode(errors="replace"))
 
 
-async def agent_hears_the_phone(page) -> None:
-    """Wait until the agent's browser received TALK_S more seconds of audio (50 packets/s), not silent.
-
-    The box streams (silent) packets to a logged-in agent all the time, so both counts are
-    taken relative to now; the energy check (any non-silence) is what proves the phone's audio.
-    """
-    packets, energy = await page.evaluate(
-        "bl.stats().then(s => [s.inboundAudio.packetsReceived, s.inboundAudio.totalAudioEnergy])")
-    # wait_for_function does not await a promise (a Promise is truthy), so the page waits itself
-    reached = await page.evaluate(
-        """async ([packets, energy, ms]) => {
-             const end = Date.now() + ms;
-             while (Date.now() < end) {
-               const a = (await bl.stats()).inboundAudio;
-               if (a.packetsReceived > packets && a.totalAudioEnergy > energy) return true;
-               await new Promise(r => setTimeout(r, 100));
-             }
-             return false;
-           }""", [packets + int(TALK_S * 50), energy + MIN_ENERGY_GAIN, UI_TIMEOUT_MS])
-    assert reached, await page.evaluate("bl.stats()")
-
-
 def invite_answers(console: str) -> list[tuple[int, str]]:
     """(CSeq, a= direction) of each 200 OK to an INVITE in baresip's SIP trace, in order, once per CSeq."""
     found: dict[int, str] = {}
@@ -210,9 +177,6 @@ def invite_answers(console: str) -> list[tuple[int, str]]:
     return list(found.items())
 
 
-EXTENSION_201 = 'users = [["201", "secret"]]\nauth_algorithms = ["MD5"]'  # MD5 only: see the module doc
-
-
 async def test_baresip_registers_calls_holds_resumes_and_hangs_up(tmp_path: Path) -> None:
     mic = write_tone_wav(tmp_path / "mic.wav", freq=AGENT_TONE_HZ, seconds=3.0)
     phone_wav = write_phone_wav(tmp_path / "phone.wav")
@@ -226,9 +190,7 @@ async def test_baresip_registers_calls_holds_resumes_and_hangs_up(tmp_path: Path
             async with running_baresip(conf, ctrl_port) as phone:
                 await box.wait_for_log(r"SIP extension 201: 1 contact\(s\) registered", timeout=EVENT_TIMEOUT_S)
                 await phone.command("dial", f"sip:support@127.0.0.1:{box.sip_udp}")
-                await page.wait_for_selector("#offer:not([hidden])", timeout=UI_TIMEOUT_MS)
-                assert await page.text_content("#offer-caller") == "201"
-                await page.click("#btn-answer")
+                await answer_offer(page, "201")
                 await phone.event("CALL_ESTABLISHED")
                 await agent_hears_the_phone(page)
 
@@ -251,26 +213,10 @@ async def test_baresip_registers_calls_holds_resumes_and_hangs_up(tmp_path: Path
                 assert [direction for _, direction in answers] == ["sendrecv", "recvonly", "sendrecv"], answers
 
 
-            await page.wait_for_selector("#wrapup:not([hidden])", timeout=UI_TIMEOUT_MS)
-            await page.select_option("#disposition", "resolved")
-            await page.click("#btn-wrapup-done")
-            await page.wait_for_selector("#state[data-state=available]", timeout=UI_TIMEOUT_MS)
-        await box.wait_for_log(r"call \S+ wrap-up done: disposition resolved", timeout=10)
+            await finish_wrapup(page, box)
         assert await box.stop() == 0
 
-    calls, rec_dir = await load_record(box.data_dir)
-    assert len(calls) == 1
-    rec = calls[0]
-    assert rec.outcome == "answered" and rec.agent_id == "alice" and rec.hangup_cause == "caller hung up"
-    assert rec.from_number == "201" and rec.to_number == "support" and rec.line_kind == "sip"
-    assert 2 * TALK_S < rec.talk_s < 60
-    with wave.open(str(rec_dir / rec.recording_path)) as w:
-        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
-    assert abs(len(frames) / 8000 - rec.talk_s) < 1.0
-    left, right = frames[:, 0], frames[:, 1]
-    assert abs(peak_hz(left) - PHONE_TONE_HZ) <= 20  # the phone's WAV reached the box
-    assert loud_seconds(left) > 2 * TALK_S - 1.0
-    assert abs(peak_hz(right) - AGENT_TONE_HZ) <= 20
+    await assert_answered_call_recorded(box.data_dir)
 
     # what baresip decoded from the box; sndfile opens new dumps when the stream restarts (resume) and
     # names them by the second, so a dump may be overwritten: what remains covers at least the resumed talk
