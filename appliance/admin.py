@@ -71,7 +71,7 @@ class Admin:
                 return s.CommandResult(False, problem)
             pw_hash = await _hash(cmd.password) if cmd.password else old.password_hash
             agent = AgentConfig(id=cmd.agent_id, name=cmd.name.strip(), password_hash=pw_hash,
-                                queues=tuple(dict.fromkeys(cmd.queues)))
+                                queues=tuple(dict.fromkeys(cmd.queues)), phone=old.phone if old else "")
             agents = _replace_by_id(self._agents(), agent)
             if (err := await self._save(cfg.queues, agents)) is not None:
                 return s.CommandResult(False, err)

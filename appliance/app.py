@@ -14,7 +14,11 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from appliance.acd.router import Acd
+from appliance.agent_devices import AgentDevices
 from appliance.calls import CallCenter
+from appliance.dialplan import DialPlan
+from appliance.lines import CallerId, Dialler, DialFailed, DialFailure, OutboundCall
+from appliance.outbound import OutboundCalls
 from appliance.config import AgentConfig, BoxConfig
 from appliance.hub import Hub, Overflow
 from appliance.line_manager import LineManager
@@ -55,6 +59,8 @@ class Box:
         self.store: Store | None = None
         self.acd: Acd | None = None
         self.calls: CallCenter | None = None
+        self.outbound: OutboundCalls | None = None
+        self.devices: AgentDevices | None = None
         self.messages: MessageCenter | None = None
         self.lines: LineManager | None = None
         self.simulation: SimulationControl | None = None
@@ -102,6 +108,32 @@ class Box:
             })
         return out
 
+    # --- calls: agents' devices, outbound lines ----------------------------------------------------
+    def _phone_line(self) -> Any:
+        return self._lines[0] if self._lines else None
+
+    def _extension_of(self, agent_id: str) -> str:
+        agent = self._agents.get(agent_id)
+        return agent.phone if agent is not None else ""
+
+    def _agent_hangup(self, agent_id: str) -> bool:
+        """The agent ends its call (console button or desk phone on hook), inbound or outbound."""
+        return bool((self.outbound and self.outbound.agent_hangup(agent_id))
+                    or (self.calls and self.calls.agent_hangup(agent_id)))
+
+    def live_calls(self) -> list[Any]:
+        return (self.calls.live_calls() if self.calls else []) + (self.outbound.live_calls() if self.outbound else [])
+
+    def diallers(self) -> dict[str, Dialler]:
+        """Every line that can place calls now or later, by line id (``trunk`` for the SIP trunk)."""
+        found: dict[str, Dialler] = {}
+        sip = self._phone_line()
+        if sip is not None and sip.trunk is not None:
+            found["trunk"] = _TrunkDialler(sip)
+        if self.lines is not None and hasattr(self.lines, "diallers"):
+            found.update(self.lines.diallers())
+        return found
+
     # --- start ----------------------------------------------------------------------------------
     async def start(self) -> Endpoints:
         cfg = self.cfg
@@ -133,8 +165,17 @@ class Box:
             pause_on_missed_offer=cfg.acd.pause_on_missed_offer,
             publish=acd_topic.publish,
         )
-        self.calls = CallCenter(cfg, self.acd, self.store, self.hub.topic("calls"), self.sessions, self.agent_name)
+        self.devices = AgentDevices(self.acd, acd_topic, self.sessions, self._phone_line, self._extension_of)
+        self.devices.start()
+        self._stop_hooks.append(("lines", self.devices.stop))
+        dial_plan = DialPlan(cfg.dial_plan, self.diallers)
+        self.calls = CallCenter(cfg, self.acd, self.store, self.hub.topic("calls"), self.devices, self.agent_name,
+                                dial_external=dial_plan.dial)
         await self.calls.prepare()
+        self.outbound = OutboundCalls(acd=self.acd, store=self.store, calls_topic=self.hub.topic("calls"),
+                                      dial_plan=dial_plan, agent_audio=self.devices,
+                                      agent_name=self.agent_name, recording=cfg.recording.enabled, country=cfg.country)
+        self.devices.on_phone_hangup = self._agent_hangup
         self.messages = MessageCenter(self.store, self.hub.topic("messages"), region=cfg.country)
 
         web_url = await self._start_web()
@@ -179,10 +220,13 @@ class Box:
             sessions=self.sessions,
             agent_config=self.agent_config,
             queues=lambda: self.cfg.queues,
-            hangup=self.calls.agent_hangup,
-            live_calls=self.calls.live_calls,
+            hangup=self._agent_hangup,
+            live_calls=self.live_calls,
             messages=self.messages,
             conversations=self.conversations,
+            devices=self.devices,
+            dial=self.outbound.dial if self.outbound is not None else None,
+            transfers=self.calls,
         )
         self._runner = web.AppRunner(build_app(deps), shutdown_timeout=WEB_SHUTDOWN_TIMEOUT_S, access_log=None)
         await self._runner.setup()
@@ -247,7 +291,7 @@ class Box:
     async def stop(self) -> None:
         """Staged shutdown: calls, lines, web, storage. Each stage is bounded and logged."""
         if self.calls is not None:
-            await self._stage("calls", self.calls.shutdown(SHUTDOWN_STAGES_S["calls"] - 1.0))
+            await self._stage("calls", self._stop_calls(SHUTDOWN_STAGES_S["calls"] - 1.0))
         if self.lines is not None:
             await self._stage("lines", self.lines.stop())
         for line in reversed(self._lines):
@@ -261,6 +305,11 @@ class Box:
             await self._stage(name, hook())
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir() / "endpoints.json").unlink()
+
+    async def _stop_calls(self, timeout: float) -> None:
+        assert self.calls is not None
+        jobs = [self.calls.shutdown(timeout)] + ([self.outbound.shutdown(timeout)] if self.outbound else [])
+        await asyncio.gather(*jobs)
 
     async def _stage(self, name: str, aw: Awaitable[None]) -> None:
         try:
@@ -284,3 +333,17 @@ async def run_box(cfg: BoxConfig, stop: asyncio.Event, on_ready: Callable[[Box],
         with contextlib.suppress(asyncio.CancelledError):
             await box.stop()
     log.info("stopped cleanly")
+
+
+class _TrunkDialler:
+    """The SIP trunk as a ``Dialler`` for the dial plan."""
+
+    line_id = "trunk"
+
+    def __init__(self, sip_line: Any) -> None:
+        self._sip = sip_line
+
+    async def dial(self, number: str, caller: CallerId | None = None) -> OutboundCall:
+        if not hasattr(self._sip, "dial_trunk"):
+            raise DialFailed(DialFailure.LINE_DOWN, "this SIP line cannot place trunk calls")
+        return await self._sip.dial_trunk(number, caller)

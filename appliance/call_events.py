@@ -9,6 +9,7 @@ class LiveState(StrEnum):
     ARRIVING = "arriving"
     QUEUED = "queued"
     OFFERED = "offered"
+    DIALING = "dialing"  # an agent's outbound call is ringing
     ON_CALL = "on_call"
     ENDED = "ended"
 
@@ -28,6 +29,9 @@ class LiveCallSnapshot:
     agent_name: str | None = None
     hangup_cause: str | None = None
     recording: bool = False
+    segment: int = 1  # which party segment the call is in (2 after the first transfer, ...)
+    transfer: str | None = None  # transfer phase while one is in progress ("consulting", ...), else None
+    direction: str = "inbound"  # "inbound" | "outbound"
 
 
 @dataclass(frozen=True, slots=True)

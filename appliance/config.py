@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from appliance.dialplan import DEFAULT_RULES, DialPlanError, DialRule, parse_rules
+
 DEFAULT_CONFIG_NAME = "branchline.toml"
 
 
@@ -50,6 +52,10 @@ class SipConfig:
     trunk_password: str = ""
     trunk_domain: str = ""
     trunk_expires: int = 600
+    trunk_register: bool = True  # false: an IP-authenticated trunk used for calls only (no REGISTER)
+    trunk_caller_id: str = ""  # number presented on calls through the trunk; empty = trunk_username
+    trunk_caller_name: str = ""  # display name presented; empty = none
+    trunk_presentation: str = "allowed"  # "allowed" | "withheld" (anonymous From, real number in P-Asserted-Identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,7 @@ class AgentConfig:
     password_hash: str  # "scrypt$<salt hex>$<hash hex>"
     queues: tuple[str, ...] = ()
     demo_password: str | None = None  # only for the embedded demo agents, printed at start
+    phone: str = ""  # SIP extension of the agent's desk phone ([sip] users); the agent may take calls there
 
     def check_password(self, password: str) -> bool:
         return verify_password(password, self.password_hash)
@@ -129,6 +136,7 @@ class BoxConfig:
     agents: tuple[AgentConfig, ...] = ()
     gsm: tuple[dict[str, Any], ...] = ()  # real GSM modems (validated by the GSM driver)
     analog: tuple[dict[str, Any], ...] = ()  # real analog voice modems
+    dial_plan: tuple[DialRule, ...] = DEFAULT_RULES  # which line carries an agent's outbound call
     source: str = "embedded defaults"
 
 
@@ -221,7 +229,8 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
             raise ConfigError(f"[box] {key} must be a string, not {type(box[key]).__name__}")
     if str(box.get("log_level", "INFO")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[box] log_level must be DEBUG, INFO, WARNING or ERROR")
-    unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "storage", "simulators", "queues", "agents", "gsm", "analog"}
+    unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "storage", "simulators", "queues", "agents", "gsm", "analog",
+                               "dial_plan"}
     if unknown_top:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown_top))}")
     sip = _section(raw, "sip", SipConfig)
@@ -233,6 +242,8 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
         raise ConfigError("[sip] give both tls_cert and tls_key, or neither (a self-signed pair is made)")
     if not all(isinstance(u, (list, tuple)) and len(u) == 2 for u in sip.users):
         raise ConfigError('[sip] users must be a list of ["extension", "password"] pairs')
+    if sip.trunk_presentation not in ("allowed", "withheld"):
+        raise ConfigError('[sip] trunk_presentation must be "allowed" or "withheld"')
     web = _section(raw, "web", WebConfig)
     acd = _section(raw, "acd", AcdConfig)
     if acd.ring_timeout_s <= 0 or acd.wrapup_s < 0:
@@ -243,6 +254,14 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     agents = tuple(_agent(a, queue_ids) for a in agents_raw) if agents_raw else embedded_default().agents
     if len({a.id for a in agents}) != len(agents):
         raise ConfigError("two agents share the same id")
+    extensions = {str(u[0]) for u in sip.users}
+    for a in agents:
+        if a.phone and a.phone not in extensions:
+            raise ConfigError(f"agent {a.id}: phone {a.phone!r} is not a [sip] users extension")
+    try:
+        dial_plan = parse_rules(_table_list(raw, "dial_plan"))
+    except DialPlanError as exc:
+        raise ConfigError(str(exc)) from None
     return BoxConfig(
         data_dir=Path(str(box.get("data_dir", "var"))),
         branch=str(box.get("branch", "box")),
@@ -258,6 +277,7 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
         agents=agents,
         gsm=tuple(_table_list(raw, "gsm")),
         analog=tuple(_table_list(raw, "analog")),
+        dial_plan=dial_plan,
     )
 
 
@@ -307,4 +327,8 @@ def _agent(a: dict[str, Any], queue_ids: set[str]) -> AgentConfig:
     missing = set(queues) - queue_ids
     if missing:
         raise ConfigError(f"agent {a['id']} is in unknown queue(s): {', '.join(sorted(missing))}")
-    return AgentConfig(id=str(a["id"]), name=str(a.get("name", a["id"])), password_hash=pw_hash, queues=queues)
+    unknown = set(a) - {"id", "name", "password", "password_hash", "queues", "phone"}
+    if unknown:
+        raise ConfigError(f"agent {a['id']} has unknown key(s): {', '.join(sorted(unknown))}")
+    return AgentConfig(id=str(a["id"]), name=str(a.get("name", a["id"])), password_hash=pw_hash, queues=queues,
+                       phone=str(a.get("phone", "")))

@@ -92,3 +92,61 @@ class LineStatus:
     port: str | None = None
     calls: int = 0  # calls currently on this line
     updated: float = 0.0
+
+
+# --- outbound calls (click-to-dial, transfer to an external number, ringing an agent's desk phone) ---
+
+class DialFailure(StrEnum):
+    BUSY = "busy"  # SIP 486/600, GSM/analog BUSY
+    NO_ANSWER = "no answer"  # nobody picked up in time (SIP 408/480, NO ANSWER, our ring timeout)
+    REJECTED = "rejected"  # SIP 403/603, call barred, number refused
+    UNREACHABLE = "unreachable"  # SIP 404/484/5xx, NO CARRIER before answer, no network
+    LINE_DOWN = "line down"  # the line cannot dial now (modem absent, trunk not registered, phone not registered)
+    LINE_BUSY = "line busy"  # the line is already on a call (a GSM modem or an analog line carries one)
+    CANCELLED = "cancelled"  # we gave up before the answer (hangup() while ringing)
+    ERROR = "error"
+
+
+class DialFailed(Exception):
+    """An outbound call did not reach the answered state; ``detail`` is one operator-readable line."""
+
+    def __init__(self, reason: DialFailure, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+class OutboundCall(Protocol):
+    """One call the box places on a line. Returned by ``Dialler.dial`` while it rings."""
+
+    call_id: str  # unique, minted by the driver
+    line_id: str
+    kind: LineKind
+    called: str  # the number (or extension) dialled
+    audio: LegAudio  # valid once ``wait_answered()`` has returned
+
+    async def wait_answered(self) -> None:
+        """Return when the far end answers. Raises DialFailed (busy, no answer, ...) otherwise.
+        The caller of this method bounds the wait with its own timeout and then calls hangup()."""
+
+    async def hangup(self, cause: HangupCause) -> None:
+        """Cancel while ringing, hang up once answered. Idempotent; never raises for an ended call."""
+
+    async def wait_ended(self) -> HangupCause:
+        """Return once the call has ended (after an answer, or a failed dial), with the cause."""
+
+    def on_dtmf(self, callback: Callable[[str], None]) -> None:
+        """DTMF digits received from the far end."""
+
+    async def send_dtmf(self, digit: str) -> bool:
+        """Send one digit to the far end; False when it cannot be sent now."""
+
+
+class Dialler(Protocol):
+    """A line that can place calls (SIP trunk, GSM modem, analog line, a registered desk phone)."""
+
+    line_id: str
+
+    async def dial(self, number: str, caller: CallerId | None = None) -> OutboundCall:
+        """Start a call to ``number`` and return it at once, ringing. ``caller``: the identity to
+        present (None: the line's default). Raises DialFailed when the line cannot dial now."""

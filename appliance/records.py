@@ -43,3 +43,9 @@ class CallRecord:
     dtmf: str = ""  # digits the caller pressed
     customer_id: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # transfers: one record per agent (or external party) segment of a call
+    segment: int = 1  # 1 for the first party; n > 1 has call_id f"{parent_call_id}-{n}"
+    transfer: str = ""  # how this segment was handed on: "blind" | "attended" | "" (it was not)
+    transferred_to: str | None = None  # agent id, queue id or number this segment handed the caller to
+    transferred_from: str | None = None  # agent id that handed the caller to this segment
+    parent_call_id: str | None = None  # call_id of segment 1 (segment 1 names itself; None in old records)

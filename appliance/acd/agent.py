@@ -16,11 +16,13 @@ class AgentState(StrEnum):
 
 _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
     AgentState.LOGGED_OUT: frozenset({AgentState.AVAILABLE, AgentState.PAUSED}),
-    AgentState.AVAILABLE: frozenset({AgentState.RESERVED, AgentState.PAUSED, AgentState.LOGGED_OUT}),
+    # AVAILABLE/PAUSED -> ON_CALL: the agent places an outbound call (click-to-dial)
+    AgentState.AVAILABLE: frozenset({AgentState.RESERVED, AgentState.ON_CALL, AgentState.PAUSED, AgentState.LOGGED_OUT}),
     AgentState.RESERVED: frozenset({AgentState.ON_CALL, AgentState.AVAILABLE, AgentState.PAUSED, AgentState.LOGGED_OUT}),
-    AgentState.ON_CALL: frozenset({AgentState.WRAP_UP, AgentState.LOGGED_OUT}),
+    # ON_CALL -> AVAILABLE: a consult that did not become a transfer (the agent only helped a colleague)
+    AgentState.ON_CALL: frozenset({AgentState.WRAP_UP, AgentState.AVAILABLE, AgentState.LOGGED_OUT}),
     AgentState.WRAP_UP: frozenset({AgentState.AVAILABLE, AgentState.PAUSED, AgentState.LOGGED_OUT}),
-    AgentState.PAUSED: frozenset({AgentState.AVAILABLE, AgentState.LOGGED_OUT}),
+    AgentState.PAUSED: frozenset({AgentState.AVAILABLE, AgentState.ON_CALL, AgentState.LOGGED_OUT}),
 }
 
 

@@ -34,6 +34,9 @@ class OfferMade:
     customer_id: str | None = None
     customer_name: str | None = None
     history: tuple[HistoryItem, ...] = ()
+    kind: str = "call"  # "call" (from a queue) | "transfer" (blind, directed) | "consult" (attended, directed)
+    from_agent: str | None = None  # the agent transferring or consulting
+    from_agent_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

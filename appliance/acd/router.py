@@ -1,5 +1,9 @@
 """The ACD: one queue per config entry, longest-idle-agent routing, offers and wrap-up.
 
+Transfers use the same offer machinery: a *directed* offer (``offer_directed``) rings one
+named agent (RESERVED, ring timeout, reject) without entering any queue; a call moved
+back to a queue is enqueued with ``priority`` so it waits ahead of new calls.
+
 All state changes happen synchronously on the event loop thread; timers (ring timeout,
 wrap-up) are loop timers owned here. Call tasks wait on the future of their
 ``QueuedCall``, which resolves with the agent id that answered.
@@ -40,6 +44,11 @@ class QueuedCall:
     customer_id: str | None = None
     customer_name: str | None = None
     history: tuple[HistoryItem, ...] = ()
+    priority: int = 0  # transferred calls (1) wait ahead of new calls (0); FIFO within a priority
+    target: str | None = None  # directed offer: rings only this agent and never enters a queue
+    kind: str = "call"  # "call" | "transfer" | "consult" (shown with the offer)
+    from_agent: str | None = None  # the agent transferring or consulting
+    end_reason: str | None = None  # why a directed offer ended unanswered ("rejected", "timeout", ...)
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -66,6 +75,7 @@ class Acd:
         self._wrapup_timers: dict[str, asyncio.TimerHandle] = {}
         self._pause_after_wrapup: dict[str, str] = {}
         self._wrapup_done: dict[str, Callable[[str | None], None]] = {}
+        self._directed: dict[str, QueuedCall] = {}  # call id -> directed offer ringing its target
 
     # --- agents ------------------------------------------------------------------------
     def snapshot(self, agent_id: str) -> AgentSnapshot:
@@ -133,16 +143,37 @@ class Acd:
         if call.queue_id not in self._queues:
             raise AcdError(f"unknown queue {call.queue_id}")
         call.answered = asyncio.get_running_loop().create_future()
-        self._queues[call.queue_id].append(call)
+        calls = self._queues[call.queue_id]
+        at = next((i for i, c in enumerate(calls) if c.priority < call.priority), len(calls))
+        calls.insert(at, call)
         self._emit_queue(call.queue_id)
         self._dispatch()
+
+    def offer_directed(self, call: QueuedCall) -> None:
+        """Ring ``call.target`` only (transfer or consult). The agent must be available.
+
+        ``call.answered`` resolves with the agent id, or is cancelled when the offer ends
+        unanswered (``call.end_reason`` says why: rejected, timeout, logged out, withdrawn).
+        """
+        if call.target is None:
+            raise AcdError("a directed offer needs a target agent")
+        agent = self._agent(call.target)
+        if agent.state is not AgentState.AVAILABLE:
+            raise AcdError(f"{agent.name} is not available ({agent.state})")
+        if call.call_id in self._directed or self._find(call.call_id) is not None:
+            raise AcdError(f"call {call.call_id} is already being offered")
+        call.answered = asyncio.get_running_loop().create_future()
+        self._directed[call.call_id] = call
+        self._offer(call, agent)
 
     def withdraw(self, call_id: str) -> QueuedCall | None:
         """The caller left (or the box gave up): remove the call and end any offer at once."""
         call = self._find(call_id)
         if call is None:
             return None
-        self._queues[call.queue_id].remove(call)
+        directed = self._directed.pop(call_id, None) is not None
+        if not directed:
+            self._queues[call.queue_id].remove(call)
         if call.offered_to is not None:
             agent = self._agents.get(call.offered_to)
             self._clear_offer(call, "caller hung up")
@@ -151,8 +182,10 @@ class Acd:
                 self._move(agent, AgentState.AVAILABLE)
                 agent.idle_since = idle_since  # the agent keeps its place in the idle order
         if not call.answered.done():
+            call.end_reason = call.end_reason or "withdrawn"
             call.answered.cancel()
-        self._emit_queue(call.queue_id)
+        if not directed:
+            self._emit_queue(call.queue_id)
         self._dispatch()
         return call
 
@@ -162,14 +195,39 @@ class Acd:
         if call is None or call.offered_to != agent_id or agent.state is not AgentState.RESERVED:
             raise AcdError("this call is no longer offered to you")
         self._clear_offer(call, "answered")
-        self._queues[call.queue_id].remove(call)
+        directed = self._directed.pop(call_id, None) is not None
+        if not directed:
+            self._queues[call.queue_id].remove(call)
         self._move(agent, AgentState.ON_CALL)
         agent.call_id = call_id
-        agent.calls_handled += 1
+        if call.kind != "consult":  # a consult counts only if it becomes a transfer (take_over)
+            agent.calls_handled += 1
         self._emit_agent(agent)
         call.answered.set_result(agent_id)
-        self._emit_queue(call.queue_id)
+        if not directed:
+            self._emit_queue(call.queue_id)
         return call
+
+    def take_over(self, agent_id: str, call_id: str) -> None:
+        """An attended transfer completed: the consulted agent now handles the call (counted once)."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+            raise AcdError(f"{agent.name} is no longer on the consult")
+        agent.calls_handled += 1
+        self._emit_agent(agent)
+
+    def consult_ended(self, agent_id: str, call_id: str) -> None:
+        """A consult that did not become a transfer: the consulted agent is free again (no wrap-up)."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+            return
+        reason = self._pause_after_wrapup.pop(agent_id, None)
+        if reason:
+            self._move(agent, AgentState.AVAILABLE)
+            self._move(agent, AgentState.PAUSED, reason=reason)
+        else:
+            self._move(agent, AgentState.AVAILABLE)
+            self._dispatch()
 
     def reject(self, agent_id: str, call_id: str) -> None:
         agent = self._agent(agent_id)
@@ -208,14 +266,29 @@ class Acd:
             self._move(agent, AgentState.AVAILABLE)
             self._dispatch()
 
+    def start_outbound(self, agent_id: str, call_id: str) -> None:
+        """The agent places a call (click-to-dial): available or paused -> on call. A paused agent
+        returns to the same pause after the wrap-up."""
+        agent = self._agent(agent_id)
+        if agent.state not in (AgentState.AVAILABLE, AgentState.PAUSED):
+            raise AcdError({AgentState.RESERVED: "answer or reject the call that is ringing first",
+                            AgentState.ON_CALL: "you are on a call",
+                            AgentState.WRAP_UP: "finish wrap-up first",
+                            AgentState.LOGGED_OUT: "log in first"}.get(agent.state, "you cannot dial now"))
+        if agent.state is AgentState.PAUSED:
+            self._pause_after_wrapup[agent_id] = agent.pause_reason or "break"
+        self._move(agent, AgentState.ON_CALL)
+        agent.call_id = call_id
+        agent.calls_handled += 1
+        self._emit_agent(agent)
+
     def waiting(self, queue_id: str) -> list[QueuedCall]:
         return list(self._queues.get(queue_id, ()))
 
     def close(self) -> None:
-        for queue in self._queues.values():
-            for call in queue:
-                if call._timer:
-                    call._timer.cancel()
+        for call in [c for q in self._queues.values() for c in q] + list(self._directed.values()):
+            if call._timer:
+                call._timer.cancel()
         for handle in self._wrapup_timers.values():
             handle.cancel()
 
@@ -266,6 +339,9 @@ class Acd:
                 customer_id=call.customer_id,
                 customer_name=call.customer_name,
                 history=call.history,
+                kind=call.kind,
+                from_agent=call.from_agent,
+                from_agent_name=self._agents[call.from_agent].name if call.from_agent in self._agents else None,
             )
         )
 
@@ -296,6 +372,10 @@ class Acd:
         call.offer_changed.set()
         if agent_id is not None:
             self._publish(OfferEnded(call.call_id, agent_id, reason))
+        if reason != "answered" and self._directed.pop(call.call_id, None) is not None:
+            call.end_reason = reason  # a directed offer rings once: its owner decides what comes next
+            if not call.answered.done():
+                call.answered.cancel()
 
     # --- helpers ------------------------------------------------------------------------------
     def _agent(self, agent_id: str) -> Agent:
@@ -305,6 +385,8 @@ class Acd:
             raise AcdError(f"unknown agent {agent_id}") from None
 
     def _find(self, call_id: str | None) -> QueuedCall | None:
+        if call_id in self._directed:
+            return self._directed[call_id]
         for calls in self._queues.values():
             for call in calls:
                 if call.call_id == call_id:

@@ -18,7 +18,10 @@ from appliance.config import AgentConfig, QueueConfig, parse_config
 
 
 def agent_doc(agent: AgentConfig) -> dict[str, Any]:
-    return {"id": agent.id, "name": agent.name, "password_hash": agent.password_hash, "queues": list(agent.queues)}
+    doc = {"id": agent.id, "name": agent.name, "password_hash": agent.password_hash, "queues": list(agent.queues)}
+    if agent.phone:
+        doc["phone"] = agent.phone
+    return doc
 
 
 def queue_doc(queue: QueueConfig) -> dict[str, Any]:

@@ -47,7 +47,10 @@ class _QueueDay:
 
 @dataclass(slots=True)
 class _CallTrack:
+    """One call's visit to one queue, counted under ``key`` when it ends."""
+
     queue_id: str | None
+    key: str
     enqueued_at: float | None = None
     answered_at: float | None = None
 
@@ -138,7 +141,16 @@ class SiteFeed:
         if not isinstance(event, CallUpdate):
             return
         snap = event.call
-        track = self._tracks.setdefault(snap.call_id, _CallTrack(snap.queue_id))
+        # Transfers: a call keeps its id in every snapshot, so moving between agents (blind,
+        # attended, back to the front of its queue) never counts as a second offered or
+        # answered call. A blind transfer into *another* queue is a new visit there: the
+        # visit to the old queue is counted now, and the new one counts in its queue as
+        # offered (then answered or abandoned), under the id of the segment it will become
+        # (f"{call_id}-{n}", as in the stored records, so seeding at start-up agrees).
+        track = self._tracks.setdefault(snap.call_id, _CallTrack(snap.queue_id, snap.call_id))
+        if snap.queue_id != track.queue_id and snap.queue_id is not None:
+            self._count_visit(track)
+            track = self._tracks[snap.call_id] = _CallTrack(snap.queue_id, f"{snap.call_id}-{snap.segment + 1}")
         state = str(snap.state)
         if state == "queued" and track.enqueued_at is None:
             track.enqueued_at = snap.since
@@ -147,10 +159,13 @@ class SiteFeed:
         self.deltas.publish(s.CallChanged(call_view(snap)))
         if state == "ended":
             self._tracks.pop(snap.call_id, None)
-            if track.enqueued_at is not None and self._count(snap.call_id, track.queue_id, track.enqueued_at, track.answered_at):
-                qcfg = self._queue_config(track.queue_id)
-                if qcfg is not None:
-                    self.deltas.publish(s.QueueChanged(self.queue_view(qcfg)))
+            self._count_visit(track)
+
+    def _count_visit(self, track: _CallTrack) -> None:
+        if track.enqueued_at is not None and self._count(track.key, track.queue_id, track.enqueued_at, track.answered_at):
+            qcfg = self._queue_config(track.queue_id)
+            if qcfg is not None:
+                self.deltas.publish(s.QueueChanged(self.queue_view(qcfg)))
 
     def _on_line(self, status: Any, publish: bool = True) -> None:
         if not isinstance(status, LineStatus):
@@ -250,7 +265,7 @@ class SiteFeed:
     def snapshot(self, box_info: s.BoxInfo) -> s.SiteSnapshot:
         box = self._box
         agents = tuple(agent_view(a) for a in box.acd.agents()) if box.acd is not None else ()
-        calls = tuple(call_view(c) for c in box.calls.live_calls()) if box.calls is not None else ()
+        calls = tuple(call_view(c) for c in box.live_calls())
         return s.SiteSnapshot(
             at=self._clock(),
             box=box_info,

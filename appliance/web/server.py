@@ -22,6 +22,9 @@ from appliance.call_events import CallUpdate
 from appliance.config import AgentConfig, QueueConfig
 from appliance.hub import Hub
 from appliance.messaging import MessageCenter, MessageEvent, SmsSendError
+from appliance.agent_devices import AgentDevices, DeviceError
+from appliance.outbound import OutboundError
+from appliance.transfer_requests import TransferError, TransferNotice, TransferOps, parse_target
 from appliance.web.sessions import AgentSession, Sessions
 from media.webrtc import SignallingError
 
@@ -47,6 +50,9 @@ class ConsoleDeps:
         live_calls: Callable[[], list],
         messages: MessageCenter | None = None,
         conversations: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+        devices: AgentDevices | None = None,
+        dial: Callable[[str, str], str] | None = None,
+        transfers: TransferOps | None = None,
     ) -> None:
         self.acd = acd
         self.hub = hub
@@ -57,6 +63,9 @@ class ConsoleDeps:
         self.live_calls = live_calls
         self.messages = messages
         self.conversations = conversations
+        self.devices = devices  # browser audio or desk phone, per agent
+        self.dial = dial  # (agent id, number) -> call id; raises OutboundError
+        self.transfers = transfers  # blind/attended transfer of the agent's inbound call
         self.logout_timers: dict[str, asyncio.TimerHandle] = {}
 
 
@@ -166,12 +175,18 @@ def _agent_doc(snap: AgentSnapshot) -> dict[str, Any]:
         "call_id": snap.call_id,
         "wrapup_deadline": snap.wrapup_deadline,
         "calls_handled": snap.calls_handled,
+        "queues": list(snap.queues),
     }
 
 
 def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
     if isinstance(event, AgentChanged) and event.agent.agent_id == agent_id:
         return {"type": "state", "agent": _agent_doc(event.agent)}
+    if isinstance(event, AgentChanged):  # colleagues' states, for the transfer picker
+        return {"type": "agents", "agents": [_agent_doc(event.agent)]}
+    if isinstance(event, TransferNotice) and event.agent_id == agent_id:
+        return {"type": "transfer", "call_id": event.call_id, "state": event.state, "role": event.role,
+                "peer": event.peer, "caller": event.caller, "message": event.message}
     if isinstance(event, OfferMade) and event.agent_id == agent_id:
         return {
             "type": "offer",
@@ -186,6 +201,9 @@ def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
             "customer_id": event.customer_id,
             "customer_name": event.customer_name,
             "history": [{"kind": h.kind, "at": h.at, "summary": h.summary} for h in event.history],
+            "kind": event.kind,
+            "from_agent": event.from_agent,
+            "from_agent_name": event.from_agent_name,
         }
     if isinstance(event, OfferEnded) and event.agent_id == agent_id:
         return {"type": "offer_ended", "call_id": event.call_id, "reason": event.reason}
@@ -194,7 +212,8 @@ def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
     if isinstance(event, CallUpdate) and event.call.agent_id == agent_id:
         c = event.call
         return {"type": "call", "call_id": c.call_id, "state": str(c.state), "caller": c.caller_number,
-                "caller_name": c.caller_name, "since": c.since, "cause": c.hangup_cause, "recording": c.recording}
+                "caller_name": c.caller_name, "since": c.since, "cause": c.hangup_cause, "recording": c.recording,
+                "direction": c.direction, "line": c.line_id}
     return None
 
 
@@ -215,13 +234,18 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
     try:
         deps.acd.login(agent_id)
         queues = [q for q in deps.queues() if q.id in deps.acd.snapshot(agent_id).queues]
-        current = next((c for c in deps.live_calls() if c.agent_id == agent_id and str(c.state) == "on_call"), None)
+        current = next((c for c in deps.live_calls() if c.agent_id == agent_id and str(c.state) in ("on_call", "dialing")), None)
         await ws.send_json({
             "call": _event_doc(agent_id, CallUpdate(current)) if current is not None else None,
             "type": "hello",
             "agent": _agent_doc(deps.acd.snapshot(agent_id)),
             "dispositions": sorted({d for q in queues for d in q.dispositions}),
             "queues": [{"id": q.id, "name": q.name} for q in queues],
+            "agents": [_agent_doc(a) for a in deps.acd.agents() if a.agent_id != agent_id],
+            "transfer_queues": [{"id": q.id, "name": q.name} for q in deps.queues()] if deps.transfers else [],
+            "device": deps.devices.device(agent_id).value if deps.devices is not None else "browser",
+            "phone": (deps.agent_config(agent_id).phone if deps.agent_config(agent_id) is not None else ""),
+            "can_dial": deps.dial is not None,
         })
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
@@ -285,12 +309,27 @@ async def _command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.
     acd = deps.acd
     try:
         if op == "available":
-            if deps.sessions.media_for(agent_id) is None:
-                return {"type": "error", "message": "connect your audio before going available"}
+            problem = (deps.devices.ready_problem(agent_id) if deps.devices is not None
+                       else None if deps.sessions.media_for(agent_id) is not None
+                       else "connect your audio before going available")
+            if problem:
+                return {"type": "error", "message": problem}
             acd.set_available(agent_id)
+        elif op == "device":
+            if deps.devices is None:
+                return {"type": "error", "message": "desk phones are not available on this box"}
+            device = deps.devices.set_device(agent_id, str(cmd.get("device", "")))
+            return {"type": "device", "device": device.value}
+        elif op == "dial":
+            if deps.dial is None:
+                return {"type": "error", "message": "outbound calls are not available on this box"}
+            call_id = deps.dial(agent_id, str(cmd.get("number", "")))
+            return {"type": "dialing", "call_id": call_id, "number": cmd.get("number")}
         elif op == "pause":
             acd.pause(agent_id, str(cmd.get("reason", "break")))
         elif op == "answer":
+            if deps.devices is not None and deps.devices.device(agent_id).value == "phone":
+                return {"type": "error", "message": "pick up your desk phone to answer"}
             acd.accept(agent_id, str(cmd.get("call_id")))
         elif op == "reject":
             acd.reject(agent_id, str(cmd.get("call_id")))
@@ -315,13 +354,36 @@ async def _command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.
             session.tasks.add(task)
             task.add_done_callback(session.tasks.discard)
             return {"type": "sms_sending", "number": cmd.get("number")}
+        elif op in TRANSFER_OPS:
+            if deps.transfers is None:
+                return {"type": "error", "message": "transfers are not available on this box"}
+            _transfer_op(deps.transfers, agent_id, op, cmd)
         elif op == "ping":
             return {"type": "pong", "t": time.time()}
         else:
             return {"type": "error", "message": f"unknown command {op!r}"}
-    except AcdError as exc:
+    except (AcdError, DeviceError, OutboundError, TransferError) as exc:
         return {"type": "error", "message": str(exc)}
     return None
+
+
+TRANSFER_OPS = frozenset({"transfer", "consult", "complete_transfer", "cancel_consult", "retrieve"})
+
+
+def _transfer_op(transfers: TransferOps, agent_id: str, op: str, cmd: dict[str, Any]) -> None:
+    """``{"op": "transfer", "call_id", "to": {"agent"|"queue"|"number": ...}}``, ``{"op": "consult",
+    "call_id", "agent"}``, ``{"op": "complete_transfer"|"cancel_consult"|"retrieve", "call_id"}``."""
+    call_id = str(cmd["call_id"]) if cmd.get("call_id") else None
+    if op == "transfer":
+        transfers.transfer(agent_id, call_id, parse_target(cmd.get("to")))
+    elif op == "consult":
+        transfers.consult(agent_id, call_id, str(cmd.get("agent") or "").strip())
+    elif op == "complete_transfer":
+        transfers.complete_transfer(agent_id, call_id)
+    elif op == "cancel_consult":
+        transfers.cancel_consult(agent_id, call_id)
+    else:
+        transfers.retrieve(agent_id, call_id)
 
 
 async def _sms_reply(messages: MessageCenter, ws: web.WebSocketResponse, number: str, text: str) -> None:

@@ -35,7 +35,8 @@ class ConsoleAgent:
             assert r.status == 200, await r.text()
             self.token = (await r.json())["token"]
         self.ws = await self.http.ws_connect(f"{self.base}/api/ws?token={self.token}")
-        assert (await self.next("hello"))["agent"]["state"] == "paused"
+        self.hello = await self.next("hello")
+        assert self.hello["agent"]["state"] == "paused"
 
     async def connect_audio(self) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))

@@ -10,6 +10,7 @@ const bl = {
   token: null, agent: null, ws: null, pc: null, stream: null,
   offer: null, call: null, wrapupTimer: null, callTimer: null, events: [],
   conversations: new Map(), openThread: null,
+  colleagues: new Map(), transferQueues: [], transfer: null,
 };
 window.bl = bl;  // for the browser tests and for debugging
 
@@ -107,8 +108,18 @@ function handle(msg) {
     case "hello":
       fillDispositions(msg.dispositions);
       renderState(msg.agent);
+      renderDevice(msg);
+      bl.colleagues = new Map((msg.agents || []).map((a) => [a.agent_id, a]));
+      bl.transferQueues = msg.transfer_queues || [];
+      renderTransferPickers();
       if (msg.call) renderCall(msg.call);  // back on a call after a page reload
       break;
+    case "agents":
+      for (const a of msg.agents) bl.colleagues.set(a.agent_id, a);
+      renderTransferPickers();
+      break;
+    case "transfer": renderTransfer(msg); break;
+    case "device": $("device").value = msg.device; break;
     case "state": renderState(msg.agent); break;
     case "offer": renderOffer(msg); break;
     case "offer_ended":
@@ -139,7 +150,21 @@ function renderState(agent) {
     tick(); bl.wrapupTimer = setInterval(tick, 1000);
   }
   if (agent.state !== "reserved") show("offer", false);
-  if (agent.state !== "on_call") { show("call", false); clearInterval(bl.callTimer); }
+  if (agent.state !== "on_call") {
+    show("call", false); clearInterval(bl.callTimer);
+    show("consulted", false); show("consult-box", false); show("transfer-box", true);
+  }
+  show("dial-form", bl.canDial && (agent.state === "available" || agent.state === "paused"));
+}
+
+function renderDevice(hello) {
+  bl.canDial = !!hello.can_dial;
+  show("dial-form", bl.canDial && ["available", "paused"].includes(hello.agent.state));
+  show("device-row", !!hello.phone);
+  if (hello.phone) {
+    $("device").options[1].textContent = `my desk phone (extension ${hello.phone})`;
+    $("device").value = hello.device || "browser";
+  }
 }
 
 function renderOffer(msg) {
@@ -149,6 +174,11 @@ function renderOffer(msg) {
   $("offer-name").textContent = msg.caller_name ? `(${msg.caller_name})` : "";
   $("offer-queue").textContent = msg.queue;
   $("offer-wait").textContent = msg.waited_s;
+  const from = msg.from_agent_name || msg.from_agent;
+  $("offer-from").textContent = msg.kind === "consult" ? `${from} is consulting you about ${msg.caller || "a withheld number"}`
+    : msg.kind === "transfer" ? `Transfer from ${from}` : "";
+  $("offer-from").dataset.kind = msg.kind || "call";
+  show("offer-from", msg.kind === "consult" || msg.kind === "transfer");
   show("offer-customer", !!msg.customer_id);
   $("offer-customer-name").textContent = msg.customer_name || "known caller";
   const hist = $("offer-history");
@@ -164,11 +194,13 @@ function renderOffer(msg) {
 }
 
 function renderCall(msg) {
-  if (msg.state === "on_call") {
+  if (msg.state === "on_call" || msg.state === "dialing") {
     bl.call = msg;
+    $("call-title").textContent = msg.state === "dialing" ? "Calling…" : (msg.direction === "outbound" ? "On call (outbound)" : "On call");
     $("call-caller").textContent = msg.caller || "withheld";
     $("call-name").textContent = msg.caller_name ? `(${msg.caller_name})` : "";
     show("call-recording", !!msg.recording);
+    show("consulted", false);  // a consult that became a transfer: the caller is ours now
     show("call", true);
     clearInterval(bl.callTimer);
     const start = msg.since;
@@ -189,6 +221,77 @@ function addHistory(text) {
 }
 
 $("btn-available").onclick = () => send("available");
+
+// --- transfer -----------------------------------------------------------------------------
+function fillSelect(sel, placeholder, items) {
+  const keep = sel.value;
+  sel.innerHTML = "";
+  const none = document.createElement("option"); none.value = ""; none.textContent = placeholder; sel.appendChild(none);
+  for (const [value, label] of items) { const o = document.createElement("option"); o.value = value; o.textContent = label; sel.appendChild(o); }
+  sel.value = items.some(([v]) => v === keep) ? keep : "";
+}
+
+function renderTransferPickers() {
+  const mine = new Set((bl.agent && bl.agent.queues) || []);
+  const agents = [...bl.colleagues.values()]
+    .filter((a) => a.state === "available" && (a.queues || []).some((q) => mine.has(q)))
+    .map((a) => [a.agent_id, a.name]);
+  fillSelect($("transfer-agent"), "(choose an available agent)", agents);
+  fillSelect($("transfer-queue"), "(choose a queue)", bl.transferQueues.map((q) => [q.id, q.name]));
+}
+
+function transferTarget() {
+  if ($("transfer-agent").value) return {agent: $("transfer-agent").value};
+  if ($("transfer-queue").value) return {queue: $("transfer-queue").value};
+  if ($("transfer-number").value.trim()) return {number: $("transfer-number").value.trim()};
+  return null;
+}
+
+const CONSULT_STATES = ["consult_ringing", "consulting", "held", "dialing"];
+function renderTransfer(msg) {
+  bl.transfer = msg;
+  if (msg.role === "to") {  // we are the consulted agent
+    show("consulted", msg.state === "consulting");
+    $("consulted-status").textContent = msg.message;
+    if (msg.state !== "consulting") addHistory(msg.message);
+    return;
+  }
+  const busy = CONSULT_STATES.includes(msg.state);
+  show("consult-box", busy);
+  show("transfer-box", !busy);
+  $("consult-box").dataset.state = msg.state;
+  $("consult-status").textContent = msg.message;
+  show("btn-complete", msg.state === "consulting");
+  show("btn-cancel-consult", ["consult_ringing", "consulting", "held"].includes(msg.state));
+  show("btn-retrieve", ["held", "dialing"].includes(msg.state));
+  if (msg.state === "failed") error(msg.message);
+  if (!busy) addHistory(msg.message);
+}
+
+$("transfer-agent").onchange = () => { if ($("transfer-agent").value) { $("transfer-queue").value = ""; $("transfer-number").value = ""; } };
+$("transfer-queue").onchange = () => { if ($("transfer-queue").value) { $("transfer-agent").value = ""; $("transfer-number").value = ""; } };
+$("transfer-number").oninput = () => { $("transfer-agent").value = ""; $("transfer-queue").value = ""; };
+$("btn-blind").onclick = () => {
+  const to = transferTarget();
+  if (!bl.call || !to) { error("Choose an agent, a queue or a number to transfer to"); return; }
+  error(""); send("transfer", {call_id: bl.call.call_id, to});
+};
+$("btn-consult").onclick = () => {
+  if (!bl.call || !$("transfer-agent").value) { error("Choose an available agent to consult"); return; }
+  error(""); send("consult", {call_id: bl.call.call_id, agent: $("transfer-agent").value});
+};
+$("btn-complete").onclick = () => bl.call && send("complete_transfer", {call_id: bl.call.call_id});
+$("btn-cancel-consult").onclick = () => bl.call && send("cancel_consult", {call_id: bl.call.call_id});
+$("btn-retrieve").onclick = () => bl.call && send("retrieve", {call_id: bl.call.call_id});
+$("btn-consulted-hangup").onclick = () => send("hangup");
+$("device").onchange = () => send("device", {device: $("device").value});
+$("dial-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const number = $("dial-number").value.trim();
+  if (!number) { error("Type the number to call"); return; }
+  error("");
+  send("dial", {number});
+});
 $("btn-pause").onclick = () => send("pause", {reason: $("pause-reason").value});
 $("btn-answer").onclick = () => bl.offer && send("answer", {call_id: bl.offer.call_id});
 $("btn-reject").onclick = () => bl.offer && send("reject", {call_id: bl.offer.call_id});

@@ -1,0 +1,268 @@
+"""Where each agent takes calls: the console's WebRTC audio, or a registered SIP desk phone.
+
+An agent whose config names a ``phone`` extension can switch between the two in the
+console. With the desk phone chosen, every offer the ACD makes to the agent rings the
+phone (the customer's number shown as caller ID): picking up accepts the offer, declining
+(busy/decline on the phone) rejects it, and the ACD's ring timeout or the caller leaving
+cancels the ringing. Once the agent's call ends the box hangs the phone up; when the agent
+puts the handset down first, the call ends as an agent hang-up.
+
+``media_for`` is what the call flows use to find an agent's audio, whichever device.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable, Protocol
+
+from appliance.acd.agent import AgentState
+from appliance.acd.events import AgentChanged, OfferEnded, OfferMade
+from appliance.acd.router import Acd, AcdError
+from appliance.hub import Topic
+from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, OutboundCall
+from media.frames import LegAudio
+
+log = logging.getLogger(__name__)
+
+PHONE_HANGUP_TIMEOUT_S = 5.0  # a LAN phone answers a BYE/CANCEL in milliseconds; then we give up on it
+PHONE_RING_TIMEOUT_S = 30.0  # click-to-dial: the agent's own phone must be picked up within this
+
+
+class Device(StrEnum):
+    BROWSER = "browser"
+    PHONE = "phone"
+
+
+class DeviceError(Exception):
+    """The agent cannot use that device now; the message is shown in the console."""
+
+
+class PhoneLine(Protocol):
+    """The SIP line's desk-phone side (drivers.sip.line.SipLine)."""
+
+    def bindings(self, extension: str) -> tuple: ...
+    async def dial_extension(self, extension: str, caller: CallerId | None = None) -> OutboundCall: ...
+
+
+class BrowserMedia(Protocol):
+    def media_for(self, agent_id: str) -> LegAudio | None: ...
+    async def wait_reconnected(self, agent_id: str, old: LegAudio, timeout: float) -> LegAudio | None: ...
+
+
+@dataclass(eq=False)
+class _PhoneLeg:
+    call: OutboundCall
+    call_id: str  # the customer call it serves ("" while ringing for click-to-dial)
+    answered: bool = False
+    watcher: asyncio.Task | None = field(default=None, repr=False)
+
+
+class AgentDevices:
+    def __init__(self, acd: Acd, acd_topic: Topic, browser: BrowserMedia,
+                 phone_line: Callable[[], PhoneLine | None], extension_of: Callable[[str], str]) -> None:
+        self._acd = acd
+        self._topic = acd_topic
+        self._browser = browser
+        self._phone_line = phone_line
+        self._extension_of = extension_of  # agent id -> phone extension ("" when none)
+        self._device: dict[str, Device] = {}
+        self._legs: dict[str, _PhoneLeg] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._runner: asyncio.Task | None = None
+        self.on_phone_hangup: Callable[[str], bool] = lambda agent_id: False  # set by the box: ends the agent's call
+
+    # --- what the console uses -----------------------------------------------------------------
+    def device(self, agent_id: str) -> Device:
+        return self._device.get(agent_id, Device.BROWSER)
+
+    def set_device(self, agent_id: str, device: str) -> Device:
+        try:
+            wanted = Device(device)
+        except ValueError:
+            raise DeviceError(f"unknown device {device!r}: choose browser or phone") from None
+        if wanted is Device.PHONE:
+            problem = self.phone_problem(agent_id)
+            if problem:
+                raise DeviceError(problem)
+        snap = self._acd.snapshot(agent_id)
+        if snap.state in (AgentState.RESERVED, AgentState.ON_CALL):
+            raise DeviceError("finish the current call before switching device")
+        self._device[agent_id] = wanted
+        log.info("agent %s takes calls on the %s%s", agent_id, wanted.value,
+                 f" (extension {self._extension_of(agent_id)})" if wanted is Device.PHONE else "")
+        return wanted
+
+    def phone_problem(self, agent_id: str) -> str | None:
+        """Why the agent's desk phone cannot take calls now, or None when it can."""
+        extension = self._extension_of(agent_id)
+        if not extension:
+            return "no desk phone is configured for you (ask the site admin to set phone = \"<extension>\")"
+        line = self._phone_line()
+        if line is None:
+            return "SIP is not running on this box"
+        if not line.bindings(extension):
+            return f"your desk phone (extension {extension}) is not registered: check that it is on and signed in"
+        return None
+
+    def ready_problem(self, agent_id: str) -> str | None:
+        """Why the agent cannot go available, or None."""
+        if self.device(agent_id) is Device.PHONE:
+            return self.phone_problem(agent_id)
+        if self._browser.media_for(agent_id) is None:
+            return "connect your audio before going available"
+        return None
+
+    # --- what the call flows use ------------------------------------------------------------------
+    def media_for(self, agent_id: str) -> LegAudio | None:
+        if self.device(agent_id) is Device.PHONE:
+            leg = self._legs.get(agent_id)
+            return leg.call.audio if leg is not None and leg.answered else None
+        return self._browser.media_for(agent_id)
+
+    async def wait_reconnected(self, agent_id: str, old: LegAudio, timeout: float) -> LegAudio | None:
+        if self.device(agent_id) is Device.PHONE:
+            return None  # a phone that went away is a hang-up, not a reconnect
+        return await self._browser.wait_reconnected(agent_id, old, timeout)
+
+    async def connect_for_outbound(self, agent_id: str, number: str) -> LegAudio:
+        """The agent's audio for a call it places. On the desk phone: ring it first (showing the
+        number being called) and return once it is picked up. Raises DialFailed."""
+        if self.device(agent_id) is Device.BROWSER:
+            leg = self._browser.media_for(agent_id)
+            if leg is None:
+                raise DialFailed(DialFailure.LINE_DOWN, "your console audio is not connected")
+            return leg
+        line = self._phone_line()
+        extension = self._extension_of(agent_id)
+        if line is None or not extension:
+            raise DialFailed(DialFailure.LINE_DOWN, "no desk phone to ring")
+        call = await line.dial_extension(extension, CallerId(number, f"Calling {number}"))
+        entry = _PhoneLeg(call, "")
+        self._legs[agent_id] = entry
+        try:
+            async with asyncio.timeout(PHONE_RING_TIMEOUT_S):
+                await call.wait_answered()
+        except (DialFailed, TimeoutError) as exc:
+            self._legs.pop(agent_id, None)
+            await self._hangup(call, HangupCause.CANCELLED)
+            raise DialFailed(DialFailure.NO_ANSWER, f"your desk phone was not picked up ({exc or 'timeout'})") from None
+        entry.answered = True
+        entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
+        return call.audio
+
+    # --- ACD events: ring / cancel / hang up the phone -----------------------------------------------
+    def start(self) -> None:
+        sub = self._topic.subscribe(maxsize=512)  # subscribed now: no offer made after start() is missed
+        self._runner = asyncio.create_task(self._run(sub), name="agent-devices")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for agent_id in list(self._legs):
+            await self._drop_leg(agent_id, HangupCause.SHUTDOWN)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=PHONE_HANGUP_TIMEOUT_S)
+
+    async def _run(self, sub) -> None:  # type: ignore[no-untyped-def]
+        try:
+            async for event in sub:
+                try:
+                    self._on_event(event)
+                except Exception:
+                    log.exception("agent devices: could not handle %s", type(event).__name__)
+        finally:
+            sub.close()
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, OfferMade) and self.device(event.agent_id) is Device.PHONE:
+            self._spawn(self._ring(event), f"phone-ring:{event.agent_id}")
+        elif isinstance(event, OfferEnded) and event.reason != "answered":
+            leg = self._legs.get(event.agent_id)
+            if leg is not None and leg.call_id == event.call_id and not leg.answered:
+                self._spawn(self._drop_leg(event.agent_id, HangupCause.CANCELLED), f"phone-cancel:{event.agent_id}")
+        elif isinstance(event, AgentChanged):
+            snap = event.agent
+            leg = self._legs.get(snap.agent_id)
+            if leg is not None and leg.answered and snap.state not in (AgentState.ON_CALL,):
+                self._spawn(self._drop_leg(snap.agent_id, HangupCause.CALLER_HUNG_UP), f"phone-bye:{snap.agent_id}")
+
+    async def _ring(self, offer: OfferMade) -> None:
+        agent_id = offer.agent_id
+        line = self._phone_line()
+        extension = self._extension_of(agent_id)
+        if line is None or not extension:
+            return
+        try:
+            call = await line.dial_extension(extension, CallerId(offer.caller_number, offer.customer_name or offer.caller_name))
+        except DialFailed as exc:
+            log.warning("agent %s: cannot ring desk phone %s: %s", agent_id, extension, exc)
+            return
+        entry = _PhoneLeg(call, offer.call_id)
+        self._legs[agent_id] = entry
+        try:
+            async with asyncio.timeout(offer.ring_timeout_s + 1.0):
+                await call.wait_answered()
+        except DialFailed as exc:
+            if self._legs.get(agent_id) is entry:
+                self._legs.pop(agent_id, None)
+            if exc.reason in (DialFailure.BUSY, DialFailure.REJECTED):
+                log.info("agent %s declined call %s on the desk phone", agent_id, offer.call_id)
+                with contextlib.suppress(AcdError):
+                    self._acd.reject(agent_id, offer.call_id)
+            return
+        except TimeoutError:
+            await self._drop_leg(agent_id, HangupCause.TIMEOUT)
+            return
+        if self._legs.get(agent_id) is not entry:  # the offer ended while the phone was being picked up
+            await self._hangup(call, HangupCause.CANCELLED)
+            return
+        entry.answered = True
+        try:
+            self._acd.accept(agent_id, offer.call_id)
+        except AcdError as exc:
+            log.info("agent %s picked up call %s too late (%s)", agent_id, offer.call_id, exc)
+            await self._drop_leg(agent_id, HangupCause.CANCELLED)
+            return
+        log.info("agent %s answered call %s on desk phone %s", agent_id, offer.call_id, extension)
+        entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
+
+    async def _watch_phone(self, agent_id: str, entry: _PhoneLeg) -> None:
+        """The agent put the handset down: end the call from the agent's side."""
+        await entry.call.wait_ended()
+        if self._legs.get(agent_id) is entry:
+            del self._legs[agent_id]
+            log.info("agent %s hung up the desk phone", agent_id)
+            self.on_phone_hangup(agent_id)
+
+    async def _drop_leg(self, agent_id: str, cause: HangupCause) -> None:
+        entry = self._legs.pop(agent_id, None)
+        if entry is None:
+            return
+        if entry.watcher is not None:
+            entry.watcher.cancel()
+        await self._hangup(entry.call, cause)
+
+    async def _hangup(self, call: OutboundCall, cause: HangupCause) -> None:
+        try:
+            async with asyncio.timeout(PHONE_HANGUP_TIMEOUT_S):
+                await call.hangup(cause)
+        except TimeoutError:
+            log.warning("desk phone call %s did not end within %.0fs", call.call_id, PHONE_HANGUP_TIMEOUT_S)
+
+    def _spawn(self, coro, name: str) -> asyncio.Task:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("agent devices: %s failed: %r", task.get_name(), task.exception())

@@ -1,0 +1,155 @@
+"""Agents taking queue calls on a registered SIP desk phone, driven through the real ACD."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from appliance.acd.agent import AgentState
+from appliance.acd.events import AgentChanged
+from appliance.acd.router import Acd, QueuedCall
+from appliance.agent_devices import AgentDevices, Device, DeviceError
+from appliance.hub import Hub
+from appliance.lines import CallerId, DialFailure, HangupCause
+from tests.appliance.test_outbound import FakeCall, FakeLeg
+
+WAIT_S = 5.0
+
+
+class FakePhoneLine:
+    def __init__(self) -> None:
+        self.registered: set[str] = set()
+        self.calls: list[FakeCall] = []
+        self.rung = asyncio.Event()
+
+    def bindings(self, extension: str) -> tuple:
+        return ("contact",) if extension in self.registered else ()
+
+    async def dial_extension(self, extension: str, caller: CallerId | None = None) -> FakeCall:
+        call = FakeCall(f"ext{extension}", extension, caller)
+        self.calls.append(call)
+        self.rung.set()
+        return call
+
+
+class Browser:
+    def __init__(self) -> None:
+        self.leg = FakeLeg()
+
+    def media_for(self, agent_id: str):  # noqa: ANN201
+        return self.leg
+
+    async def wait_reconnected(self, agent_id, old, timeout):  # noqa: ANN001, ANN201
+        return None
+
+
+async def setup(ring: float = 5.0):  # noqa: ANN201
+    hub = Hub()
+    acd = Acd(agents=[("alice", "Alice", ("q",)), ("bob", "Bob", ("q",))], queues=["q"], ring_timeout_s=ring,
+              wrapup_s=30, pause_on_missed_offer=False, publish=hub.topic("acd").publish)
+    phone = FakePhoneLine()
+    devices = AgentDevices(acd, hub.topic("acd"), Browser(), lambda: phone, {"alice": "201", "bob": ""}.get)
+    hung_up: list[str] = []
+    hung_up_event = asyncio.Event()
+
+    def on_hangup(agent_id: str) -> bool:
+        hung_up.append(agent_id)
+        hung_up_event.set()
+        return True
+
+    devices.on_phone_hangup = on_hangup
+    devices.hung_up_event = hung_up_event  # type: ignore[attr-defined]  # for the tests below
+    devices.start()
+    return hub, acd, phone, devices, hung_up
+
+
+async def wait_state(hub_sub, agent: str, state: AgentState) -> None:  # noqa: ANN001
+    async with asyncio.timeout(WAIT_S):
+        async for ev in hub_sub:
+            if isinstance(ev, AgentChanged) and ev.agent.agent_id == agent and ev.agent.state is state:
+                return
+
+
+async def rung(phone: FakePhoneLine, count: int) -> FakeCall:
+    async with asyncio.timeout(WAIT_S):
+        while len(phone.calls) < count:
+            phone.rung.clear()
+            await phone.rung.wait()
+    return phone.calls[count - 1]
+
+
+async def test_switching_to_the_phone_needs_a_configured_and_registered_extension() -> None:
+    hub, acd, phone, devices, _ = await setup()
+    with pytest.raises(DeviceError, match="no desk phone is configured"):
+        devices.set_device("bob", "phone")
+    with pytest.raises(DeviceError, match=r"extension 201\) is not registered"):
+        devices.set_device("alice", "phone")
+    with pytest.raises(DeviceError, match="unknown device"):
+        devices.set_device("alice", "fax")
+    phone.registered.add("201")
+    assert devices.set_device("alice", "phone") is Device.PHONE
+    assert devices.ready_problem("alice") is None
+    phone.registered.clear()
+    assert "not registered" in devices.ready_problem("alice")
+    await devices.stop()
+
+
+async def test_offer_rings_the_phone_and_picking_up_answers_then_the_box_hangs_up() -> None:
+    hub, acd, phone, devices, hung_up = await setup()
+    phone.registered.add("201")
+    devices.set_device("alice", "phone")
+    acd.login("alice")
+    acd.set_available("alice")
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123", "Jo"), "sip", enqueued_at=0.0))
+    ring = await rung(phone, 1)
+    assert ring.called == "201" and ring.caller.number == "+447700900123"
+    assert devices.media_for("alice") is None  # not picked up yet
+    ring.outcome.set_result(None)  # the agent picks up
+    await wait_state(sub, "alice", AgentState.ON_CALL)
+    assert devices.media_for("alice") is ring.audio
+    acd.call_ended("alice", "c1", on_wrapup_done=lambda d: None)  # the caller hung up
+    async with asyncio.timeout(WAIT_S):
+        await ring.wait_ended()
+    assert ring.hangups == [HangupCause.CALLER_HUNG_UP] and not hung_up
+    await devices.stop()
+
+
+async def test_declining_on_the_phone_rejects_the_offer_and_it_moves_on() -> None:
+    hub, acd, phone, devices, _ = await setup()
+    phone.registered.add("201")
+    devices.set_device("alice", "phone")
+    for a in ("alice", "bob"):
+        acd.login(a)
+        acd.set_available(a)
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    first = acd.snapshot("alice").state is AgentState.RESERVED
+    if not first:  # bob was longer idle: let him reject so that alice's phone rings
+        acd.reject("bob", "c1")
+    ring = await rung(phone, 1)
+    ring.outcome.set_result(DialFailure.BUSY)  # "decline" on the phone: 486
+    await wait_state(sub, "bob", AgentState.RESERVED) if first else await wait_state(sub, "alice", AgentState.AVAILABLE)
+    assert acd.snapshot("alice").state is AgentState.AVAILABLE
+    await devices.stop()
+
+
+async def test_ring_timeout_cancels_the_phone_and_handset_down_ends_the_call() -> None:
+    hub, acd, phone, devices, hung_up = await setup(ring=0.3)
+    phone.registered.add("201")
+    devices.set_device("alice", "phone")
+    acd.login("alice")
+    acd.set_available("alice")
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    ring = await rung(phone, 1)
+    async with asyncio.timeout(WAIT_S):
+        assert await ring.wait_ended() is HangupCause.CANCELLED  # the ACD's ring timeout ended the offer
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    second = await rung(phone, 2)  # pause_on_missed_offer is off: the call is offered to alice again
+    second.outcome.set_result(None)
+    await wait_state(sub, "alice", AgentState.ON_CALL)
+    second.ended.set_result(HangupCause.CALLER_HUNG_UP)  # the agent puts the handset down
+    async with asyncio.timeout(WAIT_S):
+        await devices.hung_up_event.wait()
+    assert hung_up == ["alice"]
+    await devices.stop()
