@@ -1,6 +1,8 @@
 """Owns the modem lines (GSM and analog): starts them supervised, turns their driver
 events into ``LineStatus`` on the hub, feeds their SMS to the message centre and, when
 no real modem is configured, runs the built-in simulators so a new box shows lines.
+``diallers()`` hands the dial plan every line that can place calls (now or once up);
+the simulated lines' far end answers with a tone (drivers.sim.callee).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 from appliance.config import BoxConfig
 from appliance.hub import Topic
-from appliance.lines import IncomingCallHandler, LineKind, LineStatus
+from appliance.lines import Dialler, IncomingCallHandler, LineKind, LineStatus
 from appliance.messaging import InboundSms, MessageCenter
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ class LineManager:
     # --- status ------------------------------------------------------------------------------
     def status(self) -> list[LineStatus]:
         return sorted(self._status.values(), key=lambda s: s.line_id)
+
+    def diallers(self) -> dict[str, Dialler]:
+        """line_id -> the line object that places calls on it, including lines that are down
+        right now (their ``dial`` raises DialFailed(LINE_DOWN) until they come up). Lines with
+        a bad config were never created and are not listed. A GSM line's id changes from
+        ``gsm:<port>`` to ``gsm:<IMEI>`` once its modem has been identified."""
+        return {line.line_id: line for line in self.lines.values()}
 
     def _set(self, key: str, status: LineStatus) -> None:
         old = self._status.get(key)
@@ -72,8 +81,9 @@ class LineManager:
     # --- analog --------------------------------------------------------------------------------
     async def _start_analog_simulator(self) -> dict[str, Any]:
         from drivers.sim.analog import AnalogModemSim
+        from drivers.sim.callee import SimCallee
 
-        sim = await AnalogModemSim("conexant").start()
+        sim = await AnalogModemSim("conexant", callee=SimCallee()).start()  # dialled numbers answer with a tone
         self.simulators["analog"] = sim
         log.info("no analog voice modem configured: running a simulated Conexant modem on %s", sim.port)
         return {"port": sim.port, "profile": "conexant"}
@@ -106,9 +116,10 @@ class LineManager:
 
     # --- GSM ------------------------------------------------------------------------------------
     def _start_gsm_simulator(self) -> dict[str, Any]:
+        from drivers.sim.callee import SimCallee
         from drivers.sim.gsm import GsmSimulator
 
-        sim = GsmSimulator("huawei").start()
+        sim = GsmSimulator("huawei", callee=SimCallee()).start()  # dialled numbers answer with a tone
         self.simulators["gsm"] = sim
         log.info("no GSM modem configured: running a simulated Huawei modem on %s (audio %s)", sim.port, sim.audio_port)
         return {"port": sim.port, "audio_port": sim.audio_port, "profile": "huawei"}

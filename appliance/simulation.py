@@ -1,6 +1,8 @@
 """Drive the built-in simulated modems of a running box: ring a line, deliver an SMS,
-hang up. Used through the local API (``python run.py sim ...``) so a newcomer can watch a
-GSM call, an analog call and an SMS arrive without hardware."""
+hang up, and choose how the far end of calls the box dials behaves (answer / busy / no
+answer / unreachable, after how long, hang-up later). Used through the local API
+(``python run.py sim ...``) so a newcomer can watch a GSM call, an analog call and an SMS
+arrive -- and click-to-dial out -- without hardware."""
 from __future__ import annotations
 
 import asyncio
@@ -60,6 +62,30 @@ class SimulationControl:
         sim.deliver_text(number, text)
         log.info("simulated GSM line delivers an SMS from %s", number)
         return "SMS delivered to the simulated GSM modem"
+
+    def callee(self, kind: str, outcome: str = "answer", *, answer_after_s: float | None = None,
+               hangup_after_s: float | None = None, tone_hz: float | None = None, number: str | None = None) -> str:
+        """How the simulated far end of an outgoing call on ``kind`` behaves from now on: for
+        ``number`` only, or for every number. The callee's voice is a sine tone."""
+        from dataclasses import replace
+
+        from drivers.sim.callee import DEFAULT, Outcome
+
+        sim = self._sim(kind)
+        try:
+            base = replace(DEFAULT, outcome=Outcome(outcome))
+            if answer_after_s is not None:
+                base = replace(base, answer_after_s=answer_after_s, alert_after_s=min(base.alert_after_s, answer_after_s))
+            who = replace(base, hangup_after_s=hangup_after_s, tone_hz=tone_hz if tone_hz is not None else base.tone_hz)
+        except ValueError as exc:
+            raise SimulationError(f"bad callee: {exc} (outcomes: {', '.join(o.value for o in Outcome)})") from None
+        if number:
+            sim.callees[number] = who
+        else:
+            sim.callee = who
+        target = f"calls to {number}" if number else "every call"
+        log.info("simulated %s line: %s will get %s", kind, target, who.outcome.value)
+        return f"simulated {kind} line: {target} -> {who.outcome.value}"
 
     def hangup(self, kind: str) -> str:
         sim = self._sim(kind)

@@ -9,10 +9,11 @@ Huawei's ``^ORIG/^CONF/^CONN/^CEND``, SIMCom's ``VOICE CALL: BEGIN/END``, 3GPP
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from appliance.lines import CallerId, HangupCause
+from appliance.lines import CallerId, DialFailure, HangupCause
 from drivers.gsm.profiles import AudioStart, ModemProfile
 from drivers.gsm.urc import CallEnd, CallProgress, ClccLine, Clip, Ring
 
@@ -97,6 +98,7 @@ class Ended:
     detail: str
     duration_s: int | None = None
     answered: bool = False
+    failure: DialFailure | None = None  # an outgoing call that ended before the answer: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,50 @@ def caller_from_clip(clip: Clip) -> CallerId:
     return CallerId(clip.number, clip.alpha, "available")
 
 
-_END_CAUSE_TEXT = {16: "normal clearing", 17: "user busy", 19: "no answer", 21: "call rejected", 31: "normal, unspecified"}
+_END_CAUSE_TEXT = {1: "unassigned number", 16: "normal clearing", 17: "user busy", 18: "no user responding",
+                   19: "no answer", 21: "call rejected", 27: "destination out of order", 31: "normal, unspecified",
+                   34: "no circuit available", 38: "network out of order", 41: "temporary failure",
+                   42: "congestion"}
+
+# 3GPP TS 24.008 cc causes seen before an answer -> why the dial failed. Causes not listed
+# (network faults, barring variants) count as UNREACHABLE.
+_CAUSE_FAILURE = {
+    16: DialFailure.REJECTED,  # cleared before answer: the callee declined (network-dependent)
+    17: DialFailure.BUSY,
+    18: DialFailure.NO_ANSWER,
+    19: DialFailure.NO_ANSWER,
+    21: DialFailure.REJECTED,
+    31: DialFailure.REJECTED,
+    8: DialFailure.REJECTED,  # operator determined barring
+    55: DialFailure.REJECTED,  # incoming calls barred within the CUG
+    57: DialFailure.REJECTED,  # bearer capability not authorised
+}
+# +CME ERROR codes an ATD can fail with (modems.md A.7, A.11).
+_CME_FAILURE = {3: DialFailure.REJECTED, 30: DialFailure.UNREACHABLE, 31: DialFailure.UNREACHABLE,
+                11: DialFailure.LINE_DOWN, 10: DialFailure.LINE_DOWN, 13: DialFailure.LINE_DOWN}
+
+
+def dial_failure(end: CallEnd) -> DialFailure:
+    """Why an outgoing call ended before the answer, from the modem's own report."""
+    if end.cause is not None:
+        return _CAUSE_FAILURE.get(end.cause, DialFailure.UNREACHABLE)
+    source = end.source.upper()
+    if source == "BUSY":
+        return DialFailure.BUSY
+    if source == "NO ANSWER":
+        return DialFailure.NO_ANSWER
+    if source in ("NO CARRIER", "NO DIALTONE", "VOICE CALL: END", "HANGUP", "+CLCC RELEASED"):
+        return DialFailure.UNREACHABLE  # NO DIALTONE on a GSM modem = not registered
+    m = re.match(r"^\+?CME ERROR:?\s*(\d+)", source)
+    if m is not None:
+        return _CME_FAILURE.get(int(m.group(1)), DialFailure.ERROR)
+    return DialFailure.ERROR
+
+
+def dial_command(profile: ModemProfile, number: str, *, withhold: bool = False) -> str:
+    """The profile's ATD line for ``number``; ``withhold`` adds the TS 27.007 CLIR modifier
+    (``ATD+4477...I;``: restrict presentation for this call only)."""
+    return profile.dial.format(number=number + ("I" if withhold else ""))
 
 
 class CallMachine:
@@ -133,11 +178,17 @@ class CallMachine:
         log.debug("call %s -> %s (%s)", self.state, new, why)
         self.state = new
 
-    def _end(self, cause: HangupCause, detail: str, duration: int | None = None) -> list[Effect]:
+    @property
+    def dialling(self) -> bool:
+        """An outgoing call not answered yet."""
+        return not self.inbound and self.state in (CallState.DIALING, CallState.ALERTING)
+
+    def _end(self, cause: HangupCause, detail: str, duration: int | None = None,
+             failure: DialFailure | None = None) -> list[Effect]:
         answered = self.state is CallState.ACTIVE
         self._go(CallState.IDLE, detail)
         self.caller, self.index, self._offered, self.inbound = None, None, False, False
-        return [Ended(cause, detail, duration, answered)]
+        return [Ended(cause, detail, duration, answered, failure)]
 
     def handle(self, item: object) -> list[Effect]:
         s = self.state
@@ -183,19 +234,27 @@ class CallMachine:
                 audio: list[Effect] = [EnableAudio()] if self.profile.audio_start is AudioStart.ON_ANSWER else []
                 return [Connected(), Progress(CallState.ACTIVE), *audio]
             if item.stat == 6 and s is not CallState.IDLE:
-                return self._end(self._remote_cause(), "+CLCC released")
+                failure = dial_failure(CallEnd("+CLCC released")) if self.dialling else None
+                return self._end(self._cause_for(CallEnd("+CLCC released")), "+CLCC released", failure=failure)
             return []
         if isinstance(item, CallEnd):
             if s is CallState.IDLE:
                 return []
-            return self._end(self._cause_for(item), self._detail(item), item.duration_s)
+            failure = dial_failure(item) if self.dialling else None
+            return self._end(self._cause_for(item), self._detail(item), item.duration_s, failure)
         if isinstance(item, LocalHangup):
-            return [] if s is CallState.IDLE else self._end(item.cause, "local hang-up")
+            if s is CallState.IDLE:
+                return []
+            # our own give-up after a ring timeout is "no answer"; any other hang-up while it rings is a cancel
+            failure = ((DialFailure.NO_ANSWER if item.cause is HangupCause.TIMEOUT else DialFailure.CANCELLED)
+                       if self.dialling else None)
+            return self._end(item.cause, "local hang-up", failure=failure)
         if isinstance(item, RingTimeout):
             return self._end(HangupCause.CANCELLED, "caller gave up") if s is CallState.RINGING else []
         if isinstance(item, Lost):
             detail = "modem lost" if item.cause is HangupCause.LINE_LOST else str(item.cause)
-            return [] if s is CallState.IDLE else self._end(item.cause, detail)
+            failure = DialFailure.LINE_DOWN if self.dialling else None
+            return [] if s is CallState.IDLE else self._end(item.cause, detail, failure=failure)
         return []
 
     def _progress(self, item: CallProgress) -> list[Effect]:

@@ -1,7 +1,14 @@
-"""``GsmCall``: one voice call on a modem, implementing ``appliance.lines.InboundCall``.
+"""``GsmCall``: one voice call on a modem, implementing ``appliance.lines.InboundCall``
+and, for calls we place (``direction == "out"``), ``appliance.lines.OutboundCall``.
 
-Outgoing calls use the same object (``direction == "out"``). The modem session drives
-it (``_set_state``, ``_finish``); the appliance calls ``answer``/``hangup``.
+The modem session drives it (``_set_state``, ``_finish``); the appliance calls
+``answer``/``hangup`` (inbound) or ``wait_answered``/``hangup`` (outbound). An outgoing
+call counts as answered when the modem's call state machine reaches ACTIVE: Huawei
+``^CONN``, SIMCom ``VOICE CALL: BEGIN`` or ``+CLCC`` stat 0, ``+COLP`` in the ATD
+response, or (generic 3GPP, Quectel) ``+CLCC`` stat 0 from polling -- never the ``OK``
+that ATD returns at once. ``audio`` is the modem's PCM port, the same path inbound
+calls use; frames flow once the profile's audio command (``^DDSETEX=2``,
+``+CPCMREG=1``, ``+QPCMV``) has run. A generic modem has no PCM port: no frames.
 """
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Callable
 
-from appliance.lines import CallerId, CallGone, HangupCause, LineKind
+from appliance.lines import CallerId, CallGone, DialFailed, DialFailure, HangupCause, LineKind
 from drivers.at.errors import DriverError
 from drivers.gsm.audio import ModemAudio
 from drivers.gsm.calls import CallState
@@ -21,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_WAIT_S = 5.0  # after ATA's OK: SIMCom's VOICE CALL: BEGIN follows in ~0.4 s
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
 class GsmCall:
@@ -42,6 +50,7 @@ class GsmCall:
         self._changed = asyncio.Event()
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
         self._dtmf: list[Callable[[str], None]] = []
+        self.failure: DialFailed | None = None  # outgoing: why it never got answered
 
     # ---- driven by the modem session ------------------------------------------------
     def _set_state(self, state: CallState) -> None:
@@ -50,10 +59,13 @@ class GsmCall:
             self.history.append(state)
             self._changed.set()
 
-    def _finish(self, cause: HangupCause, detail: str, duration_s: int | None) -> None:
+    def _finish(self, cause: HangupCause, detail: str, duration_s: int | None,
+                failure: DialFailure | None = None) -> None:
         if self._ended.done():
             return
         self.end_detail, self.duration_s = detail, duration_s
+        if self.direction == "out" and CallState.ACTIVE not in self.history:
+            self.failure = DialFailed(failure or DialFailure.ERROR, f"{self.called}: {detail}")
         self._set_state(CallState.IDLE)
         self._ended.set_result(cause)
         self._changed.set()
@@ -106,6 +118,24 @@ class GsmCall:
     def on_dtmf(self, callback: Callable[[str], None]) -> None:
         self._dtmf.append(callback)
 
-    async def send_dtmf(self, digits: str) -> None:
-        for d in digits:
-            await self._modem.send_dtmf(d)
+    async def send_dtmf(self, digits: str) -> bool:
+        """Send DTMF during the call (``AT+VTS`` / Huawei ``AT^DTMF``); False when it cannot be sent now."""
+        if self.ended or self.state is not CallState.ACTIVE or not digits or set(digits.upper()) - DTMF_DIGITS:
+            return False
+        try:
+            for d in digits.upper():
+                await self._modem.send_dtmf(d)
+        except DriverError as exc:
+            log.info("call %s: DTMF %r not sent (%s)", self.call_id, digits, exc)
+            return False
+        return True
+
+    # ---- OutboundCall ----------------------------------------------------------------
+    async def wait_answered(self) -> None:
+        """Return once the far end answered; DialFailed (busy, no answer ...) if the call ended first.
+        The caller bounds this wait and hangs up on its own timeout."""
+        while CallState.ACTIVE not in self.history:
+            if self.ended:
+                raise self.failure or DialFailed(DialFailure.ERROR, f"{self.called}: {self.end_detail}")
+            self._changed.clear()
+            await self._changed.wait()

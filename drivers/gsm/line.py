@@ -5,19 +5,22 @@ line.run(handler)``. Each session finds the modem (device path, or USB VID:PID),
 the bring-up and serves until the port disappears; the supervisor then starts a new
 session with back-off. The first session binds the line to the modem's IMEI, so a USB
 re-enumeration that renames ``/dev/ttyUSB*`` re-binds the same line (line id
-``gsm:<IMEI>``), and a different modem on the same port is refused.
+``gsm:<IMEI>``), and a different modem on the same port is refused. ``dial()`` makes
+the line an ``appliance.lines.Dialler``.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from appliance.lines import CallGone, HangupCause, IncomingCallHandler
+from appliance.lines import CallerId, CallGone, DialFailed, DialFailure, HangupCause, IncomingCallHandler
 from appliance.supervisor import Backoff, supervise
 from drivers.at.errors import DriverError, FatalDriverError
 from drivers.gsm.events import ModemLost, SmsSent, UssdReply
+from drivers.gsm.calls import CallState
 from drivers.gsm.inbound import GsmCall
 from drivers.gsm.modem import GsmModem
 from drivers.gsm.profiles import profile as lookup_profile
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 # modem back within 5 s of it reappearing.
 LINE_BACKOFF = Backoff(first_s=0.5, factor=2.0, max_s=3.0, healthy_after_s=60.0)
 READY_TIMEOUT_S = 30.0  # callers of send_sms/ussd wait this long for a (re)connecting modem
+_DIALABLE = re.compile(r"\+?[0-9*#]{1,40}")  # TS 27.007 dial string digits; the dial plan normalises first
 
 Discover = Callable[[], Sequence[tuple[str, str | None]]]
 
@@ -157,5 +161,25 @@ class GsmLine:
     async def ussd(self, code: str) -> UssdReply:
         return await (await self.wait_ready()).ussd(code)
 
-    async def dial(self, number: str) -> GsmCall:
-        return await (await self.wait_ready()).dial(number)
+    async def dial(self, number: str, caller: CallerId | None = None) -> GsmCall:
+        """``appliance.lines.Dialler``: place a call now and return it ringing.
+
+        Raises DialFailed at once when the modem is not up (LINE_DOWN), already carries a
+        call (LINE_BUSY) or ``number`` is not dialable (REJECTED). ``caller``: only the
+        presentation can be chosen on a mobile line -- "withheld" dials with CLIR
+        (``ATD<number>I;``); the presented number is always the SIM's own.
+        """
+        modem = self.modem
+        if modem is None or not modem.ready.is_set():
+            raise DialFailed(DialFailure.LINE_DOWN, f"{self.line_id}: GSM modem not connected (starting or unplugged)")
+        if not modem.voice_ok:
+            raise DialFailed(DialFailure.LINE_DOWN, f"{self.line_id}: modem firmware has voice calls disabled")
+        if modem.call is not None or modem.machine.state is not CallState.IDLE:
+            raise DialFailed(DialFailure.LINE_BUSY, f"{self.line_id}: already on a call ({modem.machine.state})")
+        digits = re.sub(r"[\s().-]", "", number)
+        if not _DIALABLE.fullmatch(digits):
+            raise DialFailed(DialFailure.REJECTED, f"{number!r} is not a dialable number")
+        try:
+            return await modem.dial(digits, withhold=caller is not None and caller.presentation == "withheld")
+        except DriverError as exc:  # the modem refused: a call got there first
+            raise DialFailed(DialFailure.LINE_BUSY, f"{self.line_id}: {exc}") from None

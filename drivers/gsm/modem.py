@@ -5,7 +5,8 @@
 port goes away (it then raises ``PortLost``; the line's supervisor starts a new
 session). URCs are parsed into typed items and routed: calls go through the pure
 ``CallMachine``, SMS work goes to one worker through a bounded queue, USSD replies
-resolve the pending request.
+resolve the pending request. ``dial()`` starts an outgoing call: the ATD runs in the
+background and the same ``CallMachine`` tracks it to the answer (or the failure).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ KEEPALIVE_TIMEOUT_S = 5.0
 SMS_QUEUE_MAX = 64  # pending SMS notifications; beyond that we sweep the store instead
 USSD_TIMEOUT_S = 30.0  # the network answers USSD in 1-30 s
 USSD_RELEASE_GRACE_S = 2.0  # after "+CUSD: 2,<text>" the real reply follows within ~1 s, if at all
-DIAL_TIMEOUT_S = 30.0  # ATD returns OK at once on most; with COLP=1 only when answered
+DIAL_TIMEOUT_S = 90.0  # ATD returns OK at once on most; with COLP=1 only on the answer (networks ring <= 60-90 s)
+DIAL_ACCEPT_S = 2.0  # dial() waits this long for ATD's immediate OK/ERROR, then leaves it running
 RING_GONE_S = 8.0  # no RING for this long: ask +CLCC whether the caller is still there
 CLCC_POLL_S = 1.0  # while dialing on modems without progress URCs
 AUDIO_RETRY_S = 0.5  # AT+CPCMREG=1 answering ERROR on a degraded SIM7600: retry after this
@@ -69,6 +71,7 @@ class GsmModem:
         self._ussd_packed = profile.ussd_packed
         self._dtmf_cmd = profile.dtmf_send
         self._last_ring = 0.0
+        self._dial_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.ready = asyncio.Event()
         self.unexpected_lines = 0
@@ -93,6 +96,7 @@ class GsmModem:
 
     def _on_lost(self, fut: asyncio.Future) -> None:
         exc = fut.result() if not fut.cancelled() else None
+        self.ready.clear()  # no new calls on a vanished modem (the line notices a moment later)
         if self.ch is not None:
             self.ch.connection_lost(exc)
         self._apply(self.machine.handle(cm.Lost()))
@@ -288,7 +292,7 @@ class GsmModem:
         call, self.call = self.call, None
         if call is None:
             return
-        call._finish(e.cause, e.detail, e.duration_s)
+        call._finish(e.cause, e.detail, e.duration_s, e.failure)
         self._emit(CallStateChanged(self.line_id, call.call_id, "ended", f"{e.cause}: {e.detail}"))
         if call.direction == "in" and not e.answered and e.cause is HangupCause.CANCELLED:
             self._emit(MissedCall(self.line_id, call.caller.number, call.caller.presentation))
@@ -332,24 +336,50 @@ class GsmModem:
 
     async def hangup(self, cause: HangupCause) -> None:
         assert self.ch is not None
+        dial = self._dial_task
+        if dial is not None and not dial.done():
+            dial.cancel()  # ATD still waiting for its result: abort it (the channel resyncs first)
         self._apply(self.machine.handle(cm.LocalHangup(cause)))
         try:
             await self.ch.command(self.profile.hangup, urgent=True)
         except DriverError as exc:
             log.info("%s: %s failed (%s); call already gone?", self.line_id, self.profile.hangup, exc)
 
-    async def dial(self, number: str) -> GsmCall:
+    async def dial(self, number: str, *, withhold: bool = False) -> GsmCall:
+        """Place a voice call and return it ringing (state DIALING). ``withhold``: CLIR for this
+        call (``ATD<number>I;``, TS 27.007 6.2). The ATD runs in the background; its immediate
+        result (OK, or ERROR/+CME ERROR/BUSY...) usually arrives within ``DIAL_ACCEPT_S``."""
         assert self.ch is not None
-        if self.machine.state is not cm.CallState.IDLE:
+        if self.machine.state is not cm.CallState.IDLE or self.call is not None:
             raise DriverError(f"{self.line_id} is busy ({self.machine.state}); cannot dial")
         self._apply(self.machine.handle(cm.Dialled(number)))
         call = GsmCall(self, CallerId(number), direction="out", called=number)
         self.call = call
-        try:
-            await self.ch.command(self.profile.dial.format(number=number), call_result=True, timeout=DIAL_TIMEOUT_S)
-        except AtError as exc:
-            self._apply(self.machine.handle(urc.CallEnd(exc.final, cause={"BUSY": 17, "NO ANSWER": 19}.get(exc.final))))
+        command = cm.dial_command(self.profile, number, withhold=withhold)
+        log.info("%s: dialling %s%s", self.line_id, number, " (caller ID withheld)" if withhold else "")
+        task = asyncio.get_running_loop().create_task(self._run_dial(call, command), name=f"{self.line_id} dial")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        self._dial_task = task
+        await asyncio.wait({task}, timeout=DIAL_ACCEPT_S)
         return call
+
+    async def _run_dial(self, call: GsmCall, command: str) -> None:
+        assert self.ch is not None
+        try:
+            r = await self.ch.command(command, call_result=True, timeout=DIAL_TIMEOUT_S)
+        except AtError as exc:
+            if self.call is call:
+                log.info("%s: %s -> %s", self.line_id, command, exc.final)
+                self._apply(self.machine.handle(urc.CallEnd(exc.final, cause={"BUSY": 17, "NO ANSWER": 19}.get(exc.final))))
+            return
+        except DriverError as exc:  # timeout / port lost: the call cannot be trusted any more
+            if self.call is call:
+                log.warning("%s: dialling failed (%s)", self.line_id, exc)
+                self._apply(self.machine.handle(cm.Lost(HangupCause.ERROR)))
+            return
+        if self.call is call and any(line.startswith("+COLP:") for line in r.lines):
+            self._apply(self.machine.handle(urc.CallProgress("connected", self.machine.index)))  # COLP=1: OK = answered
 
     async def send_dtmf(self, digit: str) -> None:
         assert self.ch is not None

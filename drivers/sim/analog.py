@@ -9,6 +9,9 @@ is unshielded with the driver's own ``DleDecoder``), the ``<DLE>!`` handshake
 RING 1 and 2) or UK style (before RING 1), formatted with or without spaces round
 ``=`` or raw MDMF hex, DTMF (IS-101 shielded or bare), busy/dial-tone/silence events,
 audio streamed from a WAV at the modem's pace, and vanishing mid-call (pty closed).
+Outgoing calls: with a ``SimCallee`` (``callee`` default, ``callees`` per number) the
+dialled far end answers, is busy, does not answer or hangs up later
+(drivers.sim.analog_callee); without one ``ATD`` answers ``dial_result`` at once.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
+from drivers.sim import callee as callee_mod
+from drivers.sim.analog_callee import AnalogFarEnd
+from drivers.sim.callee import SimCallee
 from drivers.sim.pty import PtyEndpoint
 from drivers.voicemodem.callerid import encode_mdmf
 from drivers.voicemodem.dle import DleDecoder, Direction, DleEvent, VoiceEvent, shield
@@ -113,11 +119,17 @@ def load_wav(path: str) -> bytes:
 
 class AnalogModemSim:
     def __init__(self, profile: SimProfile | str = CONEXANT, *, audio: bytes | None = None,
-                 time_scale: float = 1.0, dial_result: str = "VCON") -> None:
+                 time_scale: float = 1.0, dial_result: str = "VCON", callee: SimCallee | None = None,
+                 vcon_at_once: bool = False) -> None:
         self.profile = SIM_PROFILES[profile] if isinstance(profile, str) else profile
         self.audio = audio  # our PCM to stream in +VRX/+VTR; None: stream nothing on its own
         self.time_scale = time_scale
         self.dial_result = dial_result
+        self.callee = callee  # the far end of dialled calls; None: ATD answers dial_result at once
+        self.callees: dict[str, SimCallee] = {}  # per dialled number, overriding ``callee``
+        self.vcon_at_once = vcon_at_once  # chipset answers ATD with VCON before the far end answers
+        self.dialled: list[str] = []  # numbers the host dialled, as sent
+        self.far_end: AnalogFarEnd | None = None
         self.stop_trailer = b""  # audio sent between <DLE>! and <DLE><ETX>
         self.stop_reply_delay_s = 0.0  # how long the modem takes to answer <DLE>! (0: at once)
         self.ignores_stop_receive = False  # a modem that only leaves voice data on <DLE><ETX> (bare OK)
@@ -158,6 +170,7 @@ class AnalogModemSim:
 
     async def close(self) -> None:
         self._stop_stream()
+        self._end_far_end()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -168,6 +181,7 @@ class AnalogModemSim:
     def vanish(self) -> None:
         """USB re-enumeration: the port disappears mid-whatever."""
         self._stop_stream()
+        self._end_far_end()
         self._note("sim", "vanished")
         assert self.pty is not None
         self.pty.close()
@@ -248,6 +262,9 @@ class AnalogModemSim:
         self._note("mode", self.mode)
 
     def _on_command_bytes(self, data: bytes) -> None:
+        if self.far_end is not None and self.far_end.pending:
+            self.far_end.abort()  # any byte from the host aborts a pending dial
+            self._note("sim", "dial aborted by the host")
         self._cmd_buf += data
         while True:
             idx = self._cmd_buf.find(b"\r")
@@ -306,15 +323,18 @@ class AnalogModemSim:
             self._result("OK")
         elif body.startswith("+VLS="):
             self.off_hook = body[5:] not in ("0", "")
+            if not self.off_hook:
+                self._end_far_end()
             self._result(self.profile.off_hook_result if self.off_hook else "OK")
         elif body == "A":
             self.off_hook = True
             self._result("VCON")
         elif body in ("H", "H0"):
             self.off_hook = False
+            self._end_far_end()
             self._result("OK")
         elif body.startswith("D"):
-            self._dial()
+            self._dial(body[1:].rstrip(";").strip())
         elif body in ("+VRX", "+VTX", "+VTR"):
             self._start_voice(body)
         else:
@@ -335,11 +355,21 @@ class AnalogModemSim:
         self.vsm = (cml, rate)
         self._result("OK")
 
-    def _dial(self) -> None:
-        self.off_hook = True
-        if self.dial_result not in ("VCON", "OK"):
-            self.off_hook = False
-        self._result(self.dial_result)
+    def _dial(self, number: str) -> None:
+        self.dialled.append(number)
+        self._note("dial", number)
+        who = callee_mod.pick(self.callees, self.callee, number)
+        if who is None or self.dial_result != "VCON":
+            self.off_hook = self.dial_result in ("VCON", "OK")
+            self._result(self.dial_result)
+            return
+        self._end_far_end()
+        self.far_end = AnalogFarEnd(self, number, who)
+
+    def _end_far_end(self) -> None:
+        if self.far_end is not None:
+            self.far_end.stop()
+            self.far_end = None
 
     def _start_voice(self, body: str) -> None:
         if self.voice_class != 8 or self.vsm is None or (body == "+VTR" and not self.profile.full_duplex):
@@ -352,8 +382,8 @@ class AnalogModemSim:
         self._decoder = DleDecoder(direction=Direction.FROM_DTE)
         self._result("CONNECT")
         self._note("mode", self.mode)
-        if self.audio is not None and self.mode is not SimMode.VTX:
-            self._stream = self._spawn(self._stream_audio(self.audio), "stream")
+        if self.mode is not SimMode.VTX and (self.far_end is not None or self.audio is not None):
+            self._stream = self._spawn(self._stream_audio(self.audio or b""), "stream")
 
     # ---- scripted behaviour ---------------------------------------------------------------
     def converter(self) -> SampleConverter:
@@ -368,7 +398,8 @@ class AnalogModemSim:
         start = loop.time()
         index = 0
         while self.mode in (SimMode.VRX, SimMode.VTR):
-            chunk = pcm[index * FRAME_BYTES : (index + 1) * FRAME_BYTES]
+            far_end = self.far_end
+            chunk = far_end.frame(index) if far_end is not None else pcm[index * FRAME_BYTES : (index + 1) * FRAME_BYTES]
             if len(chunk) < FRAME_BYTES:
                 chunk = chunk + bytes(FRAME_BYTES - len(chunk))  # keep streaming silence after the file
             data = conv.from_pcm(chunk)
@@ -441,12 +472,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--style", choices=("us", "uk"), default="us")
     parser.add_argument("--number", default="5035551234")
     parser.add_argument("--name", default="SMITH JOHN")
+    parser.add_argument("--vcon-at-once", action="store_true", help="answer ATD with VCON before the callee answers")
+    callee_mod.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def run() -> None:
         audio = load_wav(args.wav) if args.wav else None
-        async with AnalogModemSim(args.profile, audio=audio) as sim:
+        async with AnalogModemSim(args.profile, audio=audio, callee=callee_mod.from_arguments(args),
+                                  vcon_at_once=args.vcon_at_once) as sim:
             print(f"analog modem ({args.profile}) on {sim.port}", flush=True)
             caller = SimCaller(number=args.number or None, name=args.name or None)
             while True:

@@ -8,6 +8,16 @@ with each vendor's progress URCs, PCM audio on a second pty (320-byte frames eve
 20 ms), Huawei ``^RSSI``/``^BOOT`` noise, garbage injection, and unplug/replug under
 new port names with the same IMEI.
 
+Outgoing calls: ``ATD<number>[I];`` is accepted with ``OK`` (Huawei adds ``^ORIG:1,0``,
+SIMCom with ``AT+CLCC=1`` a ``+CLCC`` stat 2 line). When a ``SimCallee`` is set
+(``callee`` default, ``callees`` per number) the far end then plays its part in the
+profile's own bytes (drivers.sim.callee): alerting (``^CONF:1`` / ``+CLCC`` stat 3 /
+stat 3 in a ``+CLCC`` poll), the answer (``^CONN:1,0`` / ``VOICE CALL: BEGIN`` / stat 0),
+busy / no answer / unreachable (``^CEND:1,0,104,<17|19|1>`` / ``BUSY`` / ``NO ANSWER``
+/ ``NO CARRIER``), and an optional far-end hang-up; once the host has opened the PCM
+path the callee's tone streams on the audio pty. With no callee the test drives the
+call itself (``remote_answers``, ``caller_hangs_up``).
+
 Tests drive it programmatically; ``script(command, chunks)`` makes the next reply to
 ``command`` (or to a PDU typed after ``> ``) exactly the given byte chunks, which is
 how the transcripts in the shared cases are replayed byte for byte.
@@ -25,7 +35,9 @@ from datetime import datetime, timezone
 from drivers.at.framer import AtFramer, Line
 from drivers.gsm import pdu as pdu_codec
 from drivers.gsm.profiles import PROFILES, ModemProfile
-from drivers.sim.gsm_model import ModemModel
+from drivers.sim import callee as callee_mod
+from drivers.sim.callee import Outcome, SimCallee
+from drivers.sim.gsm_model import ModemModel, SimCall
 from drivers.sim.pty import PtyEndpoint
 
 log = logging.getLogger(__name__)
@@ -46,7 +58,8 @@ class SimIdentity:
 
 class GsmSimulator:
     def __init__(self, profile: ModemProfile | str = "generic", *, identity: SimIdentity | None = None,
-                 pin: str | None = None, storage: str = "SM", noise: bool = False) -> None:
+                 pin: str | None = None, storage: str = "SM", noise: bool = False,
+                 callee: SimCallee | None = None) -> None:
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
         self.identity = identity or SimIdentity()
         self.model = ModemModel(self, pin=pin, storage=storage)
@@ -65,6 +78,8 @@ class GsmSimulator:
         self.pcm_source: bytes = b""
         self.audio_streaming = False
         self.frames_sent = 0
+        self.callee = callee  # the far end of outgoing calls; None: the test plays it by hand
+        self.callees: dict[str, SimCallee] = {}  # per dialled number, overriding ``callee``
 
     # ---- life cycle -----------------------------------------------------------------
     def start(self) -> "GsmSimulator":
@@ -232,7 +247,8 @@ class GsmSimulator:
     async def _audio_loop(self) -> None:
         loop = asyncio.get_running_loop()
         start, n = loop.time(), 0
-        src = self.pcm_source or bytes(FRAME_BYTES)
+        call = self.model.call
+        src = (call.pcm if call is not None and call.pcm else self.pcm_source) or bytes(FRAME_BYTES)
         while self.audio_streaming and self.audio is not None and self.audio.is_open:
             off = (n * FRAME_BYTES) % max(len(src) - len(src) % FRAME_BYTES, FRAME_BYTES)
             frame = src[off : off + FRAME_BYTES].ljust(FRAME_BYTES, b"\x00")
@@ -264,6 +280,33 @@ class GsmSimulator:
     def remote_answers(self) -> None:
         self.send(self.model.remote_answer())
 
+    def outgoing_call(self, call: SimCall) -> None:
+        """The model accepted an ATD: let the configured callee play the far end."""
+        who = callee_mod.pick(self.callees, self.callee, call.number or "")
+        if who is None:
+            return
+        call.pcm = who.pcm()
+        self._spawn(self._callee(call, who), "callee")
+
+    async def _callee(self, call: SimCall, who: SimCallee) -> None:
+        # the far end's timeline, not synchronisation: each step checks the call is still this one
+        await asyncio.sleep(who.alert_after_s)
+        if self.model.call is not call:
+            return
+        self.send(self.model.remote_alerting())
+        await asyncio.sleep(who.answer_after_s - who.alert_after_s)
+        if self.model.call is not call:
+            return
+        if who.outcome is not Outcome.ANSWER:
+            self.send(self.model.dial_failed(who.outcome.value))
+            return
+        self.send(self.model.remote_answer())
+        if who.hangup_after_s is None:
+            return
+        await asyncio.sleep(who.hangup_after_s)
+        if self.model.call is call:
+            self.send(self.model.remote_hangup())
+
     def deliver_sms(self, hex_pdu: str, *, storage: str | None = None) -> int:
         index = self.model.store(hex_pdu, storage)
         self.urc(f'+CMTI: "{storage or self.model.storage}",{index}')
@@ -286,10 +329,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sms-from", default="+447700900123")
     ap.add_argument("--sms-after", type=float, default=5.0)
     ap.add_argument("--noise", action="store_true", help="emit Huawei ^RSSI/^BOOT noise")
+    callee_mod.add_arguments(ap)
     args = ap.parse_args(argv)
 
     async def run() -> None:
-        sim = GsmSimulator(args.profile, identity=SimIdentity(imei=args.imei), pin=args.pin, noise=args.noise).start()
+        sim = GsmSimulator(args.profile, identity=SimIdentity(imei=args.imei), pin=args.pin, noise=args.noise,
+                           callee=callee_mod.from_arguments(args)).start()
         if args.wav:
             sim.load_wav(args.wav)
         print(f"profile {sim.profile.key}: AT port {sim.port}" + (f", audio port {sim.audio_port}" if sim.audio_port else ""),

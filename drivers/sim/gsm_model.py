@@ -30,6 +30,8 @@ class SimCall:
     validity: int
     state: str  # "ringing" | "dialing" | "alerting" | "active"
     started: float = 0.0
+    clir: bool = False  # outgoing: dialled with the I modifier (caller ID withheld)
+    pcm: bytes = b""  # outgoing: the callee's voice, looped on the PCM port once answered
 
 
 class ModemModel:
@@ -57,6 +59,7 @@ class ModemModel:
         self.crc = False
         self.locked = self.pin is not None
         self.busy_left = 0
+        self.clcc_urc = False  # SIMCom AT+CLCC=1: +CLCC lines as URCs on call state changes
         self.call = None
 
     def power_off(self) -> None:
@@ -145,6 +148,7 @@ class ModemModel:
         if up == "AT+QCCID" and self.key == "quectel":
             return self.info(f"+QCCID: {ident.iccid}")
         if up == "AT+CLCC=1" and self.key == "simcom":
+            self.clcc_urc = True
             return OK
         for handler in (self._storage, self._calls, self._sms_send, self._ussd):
             out = handler(up, text)
@@ -264,18 +268,23 @@ class ModemModel:
             return self._answer() if self.call and self.call.state == "ringing" else line("NO CARRIER")
         if up in ("AT+CHUP", "ATH", "ATH0"):
             return OK + self._ended(local=True)
-        m = re.fullmatch(r"AT(?:\+QPCMV=0;\+QPCMV=1,0;)?D([+\d*#]+);", up)
+        m = re.fullmatch(r"AT(?:\+QPCMV=0;\+QPCMV=1,0;)?D([+\d*#]+)(I?)G?;", up)  # I: CLIR (27.007 6.2)
         if m:
-            self.call = SimCall("out", m.group(1), 0, "dialing")
+            if self.call is not None:
+                return line("+CME ERROR: 3")  # one call at a time in this model
+            self.call = SimCall("out", m.group(1), 0, "dialing", clir=bool(m.group(2)))
+            self.sim.outgoing_call(self.call)
             if self.key == "huawei":
-                return OK + line("^ORIG:1,0") + line("^CONF:1")
+                return OK + line("^ORIG:1,0")
+            if self.clcc_urc:
+                return OK + self.clcc(self.call, 2)
             return OK
         if up == "AT+CLCC":
             c = self.call
             if c is None:
                 return OK
             stat = {"active": 0, "dialing": 2, "alerting": 3, "ringing": 4}[c.state]
-            return self.info(f'+CLCC: 1,{0 if c.direction == "out" else 1},{stat},0,0,"{c.number or ""}",145')
+            return self.info(self.clcc(c, stat).strip().decode())
         if up == "AT+CPCMREG=1" and self.key == "simcom":
             if self.cpcmreg_failures > 0:
                 self.cpcmreg_failures -= 1
@@ -289,6 +298,34 @@ class ModemModel:
             return OK
         return None
 
+    def clcc(self, c: SimCall, stat: int) -> bytes:
+        return line(f'+CLCC: 1,{0 if c.direction == "out" else 1},{stat},0,0,"{c.number or ""}",145')
+
+    def _clcc_urc(self, c: SimCall, stat: int) -> bytes:
+        return self.clcc(c, stat) if self.clcc_urc and c.direction == "out" else b""
+
+    def remote_alerting(self) -> bytes:
+        """The callee's phone rings (ringback to us): Huawei ^CONF, SIMCom +CLCC stat 3, others nothing
+        (a +CLCC poll shows stat 3)."""
+        c = self.call
+        if c is None or c.state != "dialing":
+            return b""
+        c.state = "alerting"
+        if self.key == "huawei":
+            return line("^CONF:1")
+        return self._clcc_urc(c, 3)
+
+    def dial_failed(self, outcome: str) -> bytes:
+        """An outgoing call fails before the answer: busy / no_answer / unreachable."""
+        c, self.call = self.call, None
+        if c is None:
+            return b""
+        if self.key == "huawei":
+            cause = {"busy": 17, "no_answer": 19}.get(outcome, 1)  # 1: unassigned number
+            return line(f"^CEND:1,0,104,{cause}")
+        final = {"busy": "BUSY", "no_answer": "NO ANSWER"}.get(outcome, "NO CARRIER")
+        return line(final) + self._clcc_urc(c, 6)  # the final code first: it says why
+
     def remote_answer(self) -> bytes:
         if self.call is None:
             return b""
@@ -296,7 +333,7 @@ class ModemModel:
         if self.key == "huawei":
             return line("^CONN:1,0")
         if self.key == "simcom":
-            return line("VOICE CALL: BEGIN")
+            return line("VOICE CALL: BEGIN") + self._clcc_urc(self.call, 0)
         if self.key == "quectel":
             self.sim.start_audio()
         return b""
@@ -313,5 +350,6 @@ class ModemModel:
         if self.key == "huawei":
             return line(f"^CEND:1,{dur},104,16")
         if self.key == "simcom" and c.state == "active":
-            return line(f"VOICE CALL: END: {dur:06d}") + (b"" if local else line("NO CARRIER"))
-        return b"" if local else line("NO CARRIER")
+            return (line(f"VOICE CALL: END: {dur:06d}") + (b"" if local else line("NO CARRIER"))
+                    + self._clcc_urc(c, 6))
+        return (b"" if local else line("NO CARRIER")) + self._clcc_urc(c, 6)

@@ -10,6 +10,7 @@ never make the bridge block or memory grow.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,6 +19,7 @@ from drivers.voicemodem.formats import SampleConverter
 from media.frames import FRAME_BYTES, PcmFifo
 
 RX_BUFFER_MS = 200  # latency bound for received audio; the bridge drains a frame every 20 ms
+MAX_INSERTED_FRAMES = 100  # in-band DTMF queued ahead of the bridge's audio: 2 s, about ten digits
 
 
 class ModemAudio:
@@ -37,6 +39,7 @@ class ModemAudio:
         self.closed = False
         self.frames_written = 0
         self.frames_dropped = 0
+        self._inserted: deque[bytes] = deque()  # frames that replace the bridge's next ones (DTMF)
 
     @property
     def full_duplex(self) -> bool:
@@ -72,7 +75,17 @@ class ModemAudio:
                 return frame
             await self._readable.wait()
 
+    def insert_frames(self, frames: list[bytes]) -> bool:
+        """Send ``frames`` in place of the next frames the bridge writes (in-band DTMF).
+        False on a half-duplex or closed leg, or when too much is queued already."""
+        if self._send is None or len(self._inserted) + len(frames) > MAX_INSERTED_FRAMES:
+            return False
+        self._inserted.extend(frames)
+        return True
+
     def write_frame(self, pcm: bytes) -> None:
+        if self._inserted:
+            pcm = self._inserted.popleft()
         send = self._send
         if send is None or self._congested():
             self.frames_dropped += 1

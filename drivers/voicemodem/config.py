@@ -6,6 +6,7 @@
     caller_id = "formatted"      # formatted (+VCID=1) | raw (+VCID=2, checksum verified here)
     line = 0                     # line id "analog:0"
     silence_hangup_s = 30        # quiet after speech this long = the caller has gone
+    withhold_prefix = "141"      # dialled before the number when caller ID is to be withheld (US: "*67")
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class AnalogConfig:
     caller_id: str = "formatted"
     line: int = 0
     silence_hangup_s: float = LONG_SILENCE_S
+    withhold_prefix: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AnalogConfig":
@@ -45,6 +47,7 @@ class AnalogConfig:
                 caller_id=str(d.get("caller_id", "formatted")).lower(),
                 line=int(d.get("line", 0)),
                 silence_hangup_s=float(d.get("silence_hangup_s", LONG_SILENCE_S)),
+                withhold_prefix=str(d["withhold_prefix"]) if d.get("withhold_prefix") else None,
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"[[analog]]: {exc}") from None
@@ -54,6 +57,8 @@ class AnalogConfig:
             raise ValueError(f"[[analog]] profile must be auto or one of {', '.join(PROFILES)}, not {cfg.profile!r}")
         if cfg.caller_id not in _CALLER_ID_MODES:
             raise ValueError(f"[[analog]] caller_id must be formatted or raw, not {cfg.caller_id!r}")
+        if cfg.withhold_prefix is not None and cfg.withhold_prefix.strip("0123456789*#"):
+            raise ValueError(f"[[analog]] withhold_prefix must be dial digits (0-9 * #), not {cfg.withhold_prefix!r}")
         if cfg.silence_hangup_s <= 0:
             raise ValueError("[[analog]] silence_hangup_s must be positive")
         return cfg

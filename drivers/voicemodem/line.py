@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from typing import Callable
 
-from appliance.lines import CallerId, CallGone, HangupCause, IncomingCallHandler, LineKind, LineStatus
+from appliance.lines import (CallerId, CallGone, DialFailed, DialFailure, HangupCause, IncomingCallHandler, LineKind,
+                             LineStatus)
 from appliance.supervisor import Backoff, supervise
 from drivers.at.errors import AtTimeout, DriverError, PortLost
 from drivers.serial_port import SerialLink
 from drivers.voicemodem.audio import ModemAudio, UnansweredLeg
 from drivers.voicemodem.callerid import CallerIdReport
 from drivers.voicemodem.config import AnalogConfig
-from drivers.voicemodem.modem import ModemSettings, PortMode, VoiceModem
+from drivers.voicemodem.modem import DialResult, ModemSettings, PortMode, VoiceModem
+from drivers.voicemodem.outbound import DIAL_FAILURES, AnalogOutboundCall
 from drivers.voicemodem.profiles import VoiceModemProfile
 from drivers.voicemodem.setup import ensure_caller_id, initialise
 from drivers.voicemodem.state import (
@@ -41,6 +44,8 @@ KEEPALIVE_INTERVAL_S = 30.0  # an idle modem is asked for its caller-ID setting 
 # USB modem shows up here, and so does one that reset itself and forgot +VCID
 HANGUP_TIMEOUT_S = 8.0  # stop voice (2 x 1.5 s) + on hook (5 s): the hang-up must finish even when cancelled
 HANDLER_GRACE_S = 5.0  # on line shutdown, give running call handlers this long to notice the end
+DIAL_ABORT_TIMEOUT_S = 3.0  # a cancelled ATD task unwinds at once; bounded so hangup() always finishes
+_DIALABLE = re.compile(r"[0-9*#]{1,40}")  # DTMF/pulse digits; the dial plan gives national format
 
 
 class AnalogCall:
@@ -116,8 +121,10 @@ class AnalogLine:
         settings: ModemSettings = ModemSettings(),
         backoff: Backoff = Backoff(),
         on_status: Callable[[LineStatus], None] | None = None,
+        withhold_prefix: str | None = None,
     ) -> None:
         self.line_id = line_id
+        self.withhold_prefix = withhold_prefix  # dialled before the number to withhold caller ID ("141", "*67")
         self._on_status = on_status
         self._port_name: str | None = None
         self._port = port
@@ -126,7 +133,7 @@ class AnalogLine:
         self._settings = settings
         self._backoff = backoff
         self._modem: VoiceModem | None = None
-        self._call: AnalogCall | None = None
+        self._call: AnalogCall | AnalogOutboundCall | None = None
         self._ops = asyncio.Lock()  # answer/hang-up/keepalive: one modem operation at a time
         self._tasks: set[asyncio.Task[None]] = set()
         self._up = asyncio.Event()
@@ -137,7 +144,7 @@ class AnalogLine:
     def from_config(cls, config: AnalogConfig, handler: IncomingCallHandler, *,
                     on_status: Callable[[LineStatus], None] | None = None) -> "AnalogLine":
         return cls(line_id=config.line_id, port=config.resolve, handler=handler, profile=config.chipset(),
-                   settings=config.settings(), on_status=on_status)
+                   settings=config.settings(), on_status=on_status, withhold_prefix=config.withhold_prefix)
 
     @property
     def modem(self) -> VoiceModem | None:
@@ -332,3 +339,74 @@ class AnalogLine:
         else:
             if self._call is None and self._up.is_set():
                 self._idle.set()
+
+    # ---- outgoing calls (appliance.lines.Dialler; see drivers.voicemodem.outbound) -------------
+    async def dial(self, number: str, caller: CallerId | None = None) -> AnalogOutboundCall:
+        """Start dialling ``number`` and return the call at once. DialFailed now when the line is
+        down (LINE_DOWN), carries a call or rings (LINE_BUSY), or ``number`` is not dialable."""
+        modem = self._modem
+        if modem is None or not self._up.is_set():
+            raise DialFailed(DialFailure.LINE_DOWN, f"{self.line_id}: voice modem not ready (starting or unplugged)")
+        if (self._call is not None and not self._call.ended) or modem.machine.state is not LineState.IDLE \
+                or modem.mode is not PortMode.COMMAND:
+            raise DialFailed(DialFailure.LINE_BUSY, f"{self.line_id}: line in use ({modem.machine.state})")
+        digits = re.sub(r"[\s().-]", "", number)
+        if not _DIALABLE.fullmatch(digits):
+            raise DialFailed(DialFailure.REJECTED, f"{number!r} is not a dialable number on an analog line")
+        dialled = digits
+        if caller is not None and caller.presentation == "withheld":
+            if self.withhold_prefix:
+                dialled = self.withhold_prefix + digits
+            else:
+                log.info("%s: caller ID cannot be withheld (no withhold_prefix configured); presenting it", self.line_id)
+        call = AnalogOutboundCall(self, digits)
+        self._call = call
+        self._idle.clear()
+        log.info("%s: dialling %s (call %s)", self.line_id, dialled, call.call_id)
+        self._publish("up", "dialling")
+        call.dial_task = asyncio.get_running_loop().create_task(self._run_dial(call, dialled),
+                                                                name=f"{self.line_id}:dial-{call.call_id}")
+        self._tasks.add(call.dial_task)
+        call.dial_task.add_done_callback(self._tasks.discard)
+        return call
+
+    async def _run_dial(self, call: AnalogOutboundCall, dialled: str) -> None:
+        async with self._ops:
+            modem = self._modem
+            if modem is None or call.ended:
+                call._end(HangupCause.LINE_LOST)
+                return
+            if modem.machine.state is not LineState.IDLE:  # a RING got in first: that call has the line
+                call._fail(DialFailure.LINE_BUSY, f"line {modem.machine.state}")
+                call._end(HangupCause.REJECTED)
+                return
+            try:
+                result = await modem.dial(dialled)
+            except (DriverError, ValueError) as exc:  # port trouble, refused voice stream, undialable prefix
+                log.warning("%s: dialling %s failed: %s", self.line_id, dialled, exc)
+                result, detail = DialResult.ERROR, str(exc)
+            else:
+                detail = str(result)
+            if result is DialResult.CONNECTED and modem.audio is not None:
+                call._connected(modem.audio)
+                log.info("%s: %s answered (VCON; %s)", self.line_id, call.called,
+                         "full duplex" if modem.audio.full_duplex else "receive only")
+                self._publish("up", "on a call")
+                return
+            log.info("%s: dialling %s: %s", self.line_id, call.called, detail)
+            call._fail(DIAL_FAILURES.get(result, DialFailure.ERROR), detail)
+            call._end(HangupCause.REJECTED)
+            if self._call is call:
+                self._call = None
+            await self._release(modem)
+
+    async def _hangup_outbound(self, call: AnalogOutboundCall, cause: HangupCause) -> None:
+        task = call.dial_task
+        if task is not None and not task.done():
+            task.cancel()  # aborts the ATD; the line goes back on hook below
+            await asyncio.wait({task}, timeout=DIAL_ABORT_TIMEOUT_S)
+        await self._hangup(call, cause)
+
+    def _call_finished(self) -> None:
+        if self._up.is_set():
+            self._publish("up")

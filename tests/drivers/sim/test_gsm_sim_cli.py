@@ -38,3 +38,27 @@ def test_unknown_simulator_name_is_rejected(capsys):
 
     assert main(["nokia"]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+async def test_cli_callee_options_make_the_far_end_busy():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "drivers.sim", "gsm", "--profile", "huawei", "--callee", "busy", "--answer-after", "0.1",
+        stdout=asyncio.subprocess.PIPE, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[3]))
+    try:
+        async with asyncio.timeout(10):
+            line = (await proc.stdout.readline()).decode()
+        port = re.findall(r"/dev/pts/\d+", line)[0]
+        got = bytearray()
+        changed = asyncio.Event()
+        link = await SerialLink.open(port, lambda d: (got.extend(d), changed.set()))
+        link.write(b"ATD+447700900123;\r")
+        async with asyncio.timeout(5):
+            while b"^CEND" not in got or not got.endswith(b"\r\n"):
+                changed.clear()
+                await changed.wait()
+        assert bytes(got) == (b"ATD+447700900123;\r\r\nOK\r\n\r\n^ORIG:1,0\r\n\r\n^CONF:1\r\n"
+                              b"\r\n^CEND:1,0,104,17\r\n")
+        await link.wait_closed()
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -33,9 +33,9 @@ class Calls:
 
 @contextlib.asynccontextmanager
 async def running_line(sim: AnalogModemSim, calls: Calls, *, settings: ModemSettings = ModemSettings(),
-                       profile=None):
+                       profile=None, **kwargs):
     line = AnalogLine(line_id="analog:0", port=lambda: sim.port, handler=calls, settings=settings,
-                      profile=profile, backoff=FAST_BACKOFF)
+                      profile=profile, backoff=FAST_BACKOFF, **kwargs)
     task = asyncio.create_task(line.run(), name="test-analog-line")
     try:
         async with asyncio.timeout(WAIT_S):

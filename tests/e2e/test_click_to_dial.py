@@ -1,0 +1,71 @@
+"""Click-to-dial from the agent console, end to end, over the box's simulated GSM line.
+
+The box runs as its own process with its built-in simulated GSM modem (no trunk is
+configured, so the default dial plan falls through to GSM). A headless Chromium agent
+(fake microphone: a 600 Hz tone) types a number and presses Call; the modem simulator
+answers the ATD with the bytes a real modem sends and its simulated callee speaks a
+1000 Hz tone. The agent hangs up after a few seconds of talk and files a disposition.
+"""
+from __future__ import annotations
+
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.e2e.test_sip_call_to_browser import load_record, login, loud_seconds, peak_hz, wait_for_inbound_packets
+from tests.support.box import running_box
+from tests.support.browser import launch_chromium, write_tone_wav
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium")]
+
+UI_TIMEOUT_MS = 30_000  # the console reacts in ms; the simulated callee answers after about 1 s
+LINE_UP_TIMEOUT_S = 30.0  # the simulated modem comes up in about a second
+AGENT_TONE_HZ = 600.0
+CALLEE_TONE_HZ = 1000.0  # drivers/sim/callee.py default
+TONE_TOLERANCE_HZ = 20.0
+NUMBER = "+44 7700 900123"
+TALK_PACKETS = 150  # 3 s of the callee's audio at 50 packets/s reach the agent before hanging up
+
+
+async def test_agent_dials_out_on_the_gsm_line_talks_and_wraps_up(tmp_path: Path) -> None:
+    mic = write_tone_wav(tmp_path / "mic.wav", freq=AGENT_TONE_HZ, seconds=3.0)
+    async with running_box(tmp_path, extra_config="[acd]\nwrapup_s = 60\n", simulators="gsm = true\nanalog = false") as box:
+        await box.wait_for_log(r"gsm:\d+ ready on", timeout=LINE_UP_TIMEOUT_S)
+        async with launch_chromium(fake_audio_wav=mic) as browser:
+            page = await browser.new_page()
+            await login(page, box.web_url, "alice", "alice-pw")
+            await page.wait_for_selector("#dial-form:not([hidden])", timeout=UI_TIMEOUT_MS)
+            await page.fill("#dial-number", "not a number")
+            await page.click("#btn-dial")
+            await page.wait_for_selector("#console-error:has-text('not a number that can be dialled')", timeout=UI_TIMEOUT_MS)
+            await page.wait_for_selector("#state[data-state=available]", timeout=UI_TIMEOUT_MS)  # nothing changed
+
+            await page.fill("#dial-number", NUMBER)
+            await page.click("#btn-dial")
+            await page.wait_for_selector("#call-title:has-text('Calling')", timeout=UI_TIMEOUT_MS)
+            await page.wait_for_selector("#call-title:has-text('outbound')", timeout=UI_TIMEOUT_MS)  # answered
+            answered = (await page.evaluate("bl.stats()"))["inboundAudio"]["packetsReceived"]
+            assert await wait_for_inbound_packets(page, answered + TALK_PACKETS)
+            await page.click("#btn-hangup")
+            await page.wait_for_selector("#wrapup:not([hidden])", timeout=UI_TIMEOUT_MS)
+            await page.select_option("#disposition", "resolved")
+            await page.click("#btn-wrapup-done")
+            await page.wait_for_selector("#state[data-state=available]", timeout=UI_TIMEOUT_MS)
+        await box.wait_for_log(r"outbound call \S+ ended: agent hung up", timeout=10)
+        assert await box.stop() == 0
+    calls, rec_dir = await load_record(box.data_dir)
+    rec = next(c for c in calls if c.disposition == "resolved")
+    assert rec.direction == "outbound" and rec.outcome == "answered" and rec.agent_id == "alice", rec
+    assert rec.to_number == "+447700900123" and rec.line_id.startswith("gsm:") and rec.line_kind == "gsm", rec
+    assert rec.hangup_cause == "agent hung up" and rec.customer_id, rec
+    assert 2.5 < rec.talk_s < 60.0, rec.talk_s
+    with wave.open(str(rec_dir / rec.recording_path)) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert abs(len(frames) / 8000 - rec.talk_s) < 1.0
+    left, right = frames[:, 0], frames[:, 1]
+    assert abs(peak_hz(left) - CALLEE_TONE_HZ) <= TONE_TOLERANCE_HZ  # the customer's side: the simulated callee
+    assert loud_seconds(left) > rec.talk_s - 1.5
+    assert abs(peak_hz(right) - AGENT_TONE_HZ) <= TONE_TOLERANCE_HZ  # the agent's microphone
