@@ -41,6 +41,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     s.add_argument("--from", dest="number", default="+447700900123")
     h = sim_sub.add_parser("hangup", help="the caller on a simulated line hangs up")
     h.add_argument("line", choices=("gsm", "analog"))
+    e = sim_sub.add_parser("callee", help="how the far end of calls the box places on a simulated line behaves")
+    e.add_argument("line", choices=("gsm", "analog"))
+    e.add_argument("outcome", choices=("answer", "busy", "no_answer", "unreachable"))
+    e.add_argument("--number", default=None, help="only for calls to this number (default: every number)")
+    e.add_argument("--answer-after", dest="answer_after_s", type=float, default=None, help="seconds from dial to outcome")
+    e.add_argument("--hangup-after", dest="hangup_after_s", type=float, default=None,
+                   help="the callee hangs up this long after answering")
     return p.parse_args(argv)
 
 
@@ -127,6 +134,8 @@ def simulate(cfg, args: argparse.Namespace) -> int:
     body = {"line": getattr(args, "line", "gsm"), "number": args.number if hasattr(args, "number") else None}
     if args.sim_command == "sms":
         body["text"] = args.text
+    if args.sim_command == "callee":
+        body.update(outcome=args.outcome, answer_after_s=args.answer_after_s, hangup_after_s=args.hangup_after_s)
 
     async def go() -> tuple[int, str]:
         client = SocketClient(cfg.data_dir / "run")

@@ -6,7 +6,7 @@ get in. Routes (every message is ``{"v": 1, "type": ...}``, see ``schema``):
   GET  /v1/snapshot            the whole site
   WS   /v1/events              a snapshot, then deltas (a fresh snapshot if the client lags)
   WS   /v1/logs?level=INFO     the recent log ring, then new records
-  POST /v1/<command>           agents, queues, members, lines, calls, messages, recordings
+  POST /v1/<command>           agents, queues, members, lines, dial plan, calls, messages, recordings
 
 ``start_local_api(box)`` starts it on a running ``Box`` and returns the stop hook.
 """
@@ -181,8 +181,14 @@ async def _simulate(request: web.Request) -> web.Response:
             text = control.sms(str(number or "+447700900123"), str(body.get("text", "")))
         elif op == "hangup":
             text = control.hangup(line)
+        elif op == "callee":
+            after, hang = body.get("answer_after_s"), body.get("hangup_after_s")
+            if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in (after, hang)):
+                return _error(400, "answer_after_s and hangup_after_s must be numbers")
+            text = control.callee(line, str(body.get("outcome", "answer")), answer_after_s=after,
+                                  hangup_after_s=hang, number=str(number) if number else None)
         else:
-            return _error(404, f"unknown simulation {op!r}: use call, sms or hangup")
+            return _error(404, f"unknown simulation {op!r}: use call, sms, hangup or callee")
     except SimulationError as exc:
         return _error(409, str(exc))
     log.info("local API: simulation %s on %s by %s", op, line, _actor(request))
@@ -202,6 +208,11 @@ def _command(expect: type, call: Callable[[Admin, Any, str], Awaitable[Any]]):
     return handler
 
 
+async def _done(value: Any) -> Any:
+    """A read that needs no await, for the awaiting command table."""
+    return value
+
+
 ROUTES: dict[str, tuple[type, Callable[[Admin, Any, str], Awaitable[Any]]]] = {
     "put_agent": (s.PutAgent, lambda a, c, who: a.put_agent(c, who)),
     "delete_agent": (s.DeleteAgent, lambda a, c, who: a.delete_agent(c, who)),
@@ -210,6 +221,8 @@ ROUTES: dict[str, tuple[type, Callable[[Admin, Any, str], Awaitable[Any]]]] = {
     "delete_queue": (s.DeleteQueue, lambda a, c, who: a.delete_queue(c, who)),
     "set_members": (s.SetMembers, lambda a, c, who: a.set_members(c, who)),
     "line_command": (s.LineCommand, lambda a, c, who: a.line_command(c, who)),
+    "dial_plan": (s.GetDialPlan, lambda a, c, who: _done(a.dial_plan())),
+    "route": (s.RouteQuery, lambda a, c, who: _done(a.route(c))),
     "calls": (s.CallQuery, lambda a, c, who: a.archive.search_calls(c)),
     "call": (s.GetCall, lambda a, c, who: a.archive.get_call(c)),
     "messages": (s.MessageQuery, lambda a, c, who: a.archive.messages(c)),

@@ -69,3 +69,35 @@ async def test_agent_dials_out_on_the_gsm_line_talks_and_wraps_up(tmp_path: Path
     assert abs(peak_hz(left) - CALLEE_TONE_HZ) <= TONE_TOLERANCE_HZ  # the customer's side: the simulated callee
     assert loud_seconds(left) > rec.talk_s - 1.5
     assert abs(peak_hz(right) - AGENT_TONE_HZ) <= TONE_TOLERANCE_HZ  # the agent's microphone
+
+
+async def test_busy_number_is_reported_to_the_agent_and_stored(tmp_path: Path) -> None:
+    from tests.e2e.test_desk_phone import AnyWith
+    from tests.e2e.test_queue_raw_sip import AnyWith, ConsoleAgent
+    from tests.e2e.test_simulated_lines import sim_cli
+
+    async with running_box(tmp_path, simulators="gsm = true\nanalog = false") as box:
+        await box.wait_for_log(r"gsm:\d+ ready on", timeout=LINE_UP_TIMEOUT_S)
+        rc, out = await sim_cli(box, "callee", "gsm", "busy", "--number", "+447700900999")
+        assert rc == 0 and "busy" in out, out
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            await agent.send("available")
+            await agent.next("state", agent=AnyWith(state="available"))
+            await agent.send("dial", number="+447700900999")
+            dialing = await agent.next("dialing")
+            ended = await agent.next("call", state="ended")
+            assert ended["call_id"] == dialing["call_id"] and ended["cause"] == "busy", ended
+            await agent.next("state", agent=AnyWith(state="wrap_up"))
+            await agent.send("wrapup", disposition="wrong number")
+            await agent.next("state", agent=AnyWith(state="available"))
+        finally:
+            await agent.close()
+        assert await box.stop() == 0
+    calls, _ = await load_record(box.data_dir)
+    rec = next(c for c in calls if c.call_id == dialing["call_id"])
+    assert rec.direction == "outbound" and rec.outcome == "failed" and rec.hangup_cause == "busy", rec
+    assert rec.answered_at is None and rec.recording_path is None and rec.line_id.startswith("gsm:"), rec
+    assert rec.disposition == "wrong number", rec

@@ -19,6 +19,15 @@ from tests.support.sip_raw import RawCaller, to_tag
 WS_TIMEOUT_S = 10.0
 
 
+class AnyWith(dict):
+    """Equal to any dict holding these items: ``agent.next("state", agent=AnyWith(state="available"))``."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and all(other.get(k) == v for k, v in self.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class ConsoleAgent:
     """An agent using the console API the way the page does."""
 
