@@ -91,7 +91,7 @@ class AgentDevices:
         if snap.state in (AgentState.RESERVED, AgentState.ON_CALL):
             raise DeviceError("finish the current call before switching device")
         self._device[agent_id] = wanted
-        log.info("agent %s takes calls on the %s%s", agent_id, wanted.value,
+        log.info("agent %s takes calls on the %s%s", agent_id, "desk phone" if wanted is Device.PHONE else "console",
                  f" (extension {self._extension_of(agent_id)})" if wanted is Device.PHONE else "")
         return wanted
 

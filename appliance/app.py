@@ -61,6 +61,7 @@ class Box:
         self.calls: CallCenter | None = None
         self.outbound: OutboundCalls | None = None
         self.devices: AgentDevices | None = None
+        self.dial_plan: DialPlan | None = None  # the outbound dial plan (the admin API shows and tests it)
         self.messages: MessageCenter | None = None
         self.lines: LineManager | None = None
         self.simulation: SimulationControl | None = None
@@ -168,7 +169,7 @@ class Box:
         self.devices = AgentDevices(self.acd, acd_topic, self.sessions, self._phone_line, self._extension_of)
         self.devices.start()
         self._stop_hooks.append(("lines", self.devices.stop))
-        dial_plan = DialPlan(cfg.dial_plan, self.diallers)
+        dial_plan = self.dial_plan = DialPlan(cfg.dial_plan, self.diallers)
         self.calls = CallCenter(cfg, self.acd, self.store, self.hub.topic("calls"), self.devices, self.agent_name,
                                 dial_external=dial_plan.dial)
         await self.calls.prepare()
@@ -271,6 +272,10 @@ class Box:
                 trunk_password=cfg.sip.trunk_password,
                 trunk_domain=cfg.sip.trunk_domain,
                 trunk_expires=cfg.sip.trunk_expires,
+                trunk_register=cfg.sip.trunk_register,
+                trunk_caller_id=cfg.sip.trunk_caller_id,
+                trunk_caller_name=cfg.sip.trunk_caller_name,
+                trunk_presentation=cfg.sip.trunk_presentation,
             ),
             self.calls.handle_inbound,
         )

@@ -14,14 +14,15 @@ import uuid
 from enum import StrEnum
 from typing import Callable
 
-from appliance.lines import CallerId, CallGone, HangupCause, LineKind
-from drivers.sip.dialog import DialogRequests
+from appliance.lines import CallGone, HangupCause, LineKind
+from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
+from drivers.sip.identity import caller_id_of, replaces_of
 from drivers.sip.inband import InbandDtmfLeg
-from drivers.sip.errors import SdpError, SipSyntaxError
-from drivers.sip.message import SipRequest
+from drivers.sip.errors import SdpError
 from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, negotiate, parse_sdp
-from drivers.sip.session_timer import SessionIntervalTooSmall, SessionTimer, session_timer_for
-from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
+from drivers.sip.session_timer import SessionTimer
+from drivers.sip.transfer import ReferCallback, ReferServer
+from drivers.sip.useragent import ALLOW, ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,6 @@ REJECT_STATUS = {
     HangupCause.ERROR: 500,
 }
 DEFAULT_REJECT_STATUS = 480
-
-
-def caller_id_of(request: SipRequest) -> CallerId:
-    """From the From identity (the URI), never from display-name text."""
-    uri = request.from_addr.uri
-    name = request.from_addr.display_name
-    privacy = {p.strip() for p in (request.headers.get("Privacy") or "").lower().split(";")}
-    user = uri.user
-    if user is None or user.lower() == "anonymous" or uri.host == "anonymous.invalid" or privacy & {"id", "user"}:
-        return CallerId(None, None, "withheld")
-    return CallerId(user.split(";")[0], name)
 
 
 class SipCall:
@@ -112,7 +102,8 @@ class SipCall:
         self._answer_sdp = b""
         self._retransmitter = None
         self._bye_pending = False
-        self._dialog = DialogRequests(invite, txn.conn, self.local_tag, contact)
+        self._dialog = DialogRequests.uas(invite, txn.conn, self.local_tag, contact)
+        self.replaces = replaces_of(invite)  # INVITE with Replaces (RFC 3891): the dialog it takes over
         self._session_timer = session_timer
         self._session_handle: asyncio.TimerHandle | None = None
         self._reinvite_out = False  # our re-INVITE is pending: a crossing one gets 491 (glare)
@@ -121,6 +112,7 @@ class SipCall:
         self._confirmed = asyncio.Event()  # set by the ACK of our 200
         self._dtmf_callbacks: list[Callable[[str], None]] = []
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
+        self._refer = ReferServer(ua, self.call_id, self._spawn)
         txn.owner = self
         rtp.on_dtmf(self._deliver_dtmf)
 
@@ -170,8 +162,8 @@ class SipCall:
 
     def _sdp_extra(self, final: bool = False) -> tuple[tuple[str, str], ...]:
         extra: tuple[tuple[str, str], ...] = (
-            ("Contact", self._contact), ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"),
-            ("Supported", "timer"), ("Content-Type", "application/sdp"))
+            ("Contact", self._contact), ("Allow", ALLOW),
+            ("Supported", "timer, replaces"), ("Content-Type", "application/sdp"))
         if final and self._session_timer is not None:
             extra += self._session_timer.response_headers()
         return extra
@@ -279,34 +271,30 @@ class SipCall:
         if self._reinvite_out:  # §14.2 glare: both sides offered at once
             txn.respond(491, extra=(("Retry-After", "1"),))
             return
-        try:
-            timer = session_timer_for(request)
-            offer = parse_sdp(request.body) if request.body else None
-            neg = negotiate(offer) if offer is not None else None
-        except SessionIntervalTooSmall as exc:
-            txn.respond(422, extra=(("Min-SE", str(exc.min_se)),))
+        reoffer = read_reoffer(txn)
+        if reoffer is None:
             return
-        except SipSyntaxError:
-            txn.respond(400)
-            return
-        except SdpError as exc:
-            txn.respond(exc.status)
-            return
-        if timer is not None:
-            self._session_timer = timer
-        if offer is not None and neg is not None:
-            self._offer, self._neg = offer, neg
+        if reoffer.timer is not None:
+            self._session_timer = reoffer.timer
+        if reoffer.offer is not None and reoffer.negotiated is not None:
+            self._offer, self._neg = reoffer.offer, reoffer.negotiated
             self._sdp_version += 1
             self._apply_media()
-        data = txn.respond(200, extra=self._sdp_extra(final=True), body=self._answer_sdp)
-        if not is_update:
-            if self._retransmitter is not None:
-                self._ua.ack_2xx(self._retransmitter)
-            if data is not None:
-                self._retransmitter = self._ua.start_2xx(data, txn.conn, lambda: None)
+        self._retransmitter = answer_reoffer(self._ua, txn, self._sdp_extra(final=True), self._answer_sdp,
+                                             self._retransmitter)
         self._arm_session_timer()  # any accepted refresh restarts the session interval
         log.info("SIP call %s: %s from the caller, we are now %s", self.call_id, request.method,
                  self._neg.direction.value)
+
+    def on_refer(self, callback: ReferCallback) -> None:
+        """Accept transfers (REFER) from the caller: ``callback`` decides and reports success."""
+        self._refer.callback = callback
+
+    def refer_received(self, txn: ServerTransaction) -> None:
+        if self.state not in (CallState.ANSWERED, CallState.CONFIRMED):
+            txn.respond(481 if self.state is CallState.ENDED else 491)
+            return
+        self._refer.serve(txn, self._dialog, self._contact)
 
     # ---- our re-INVITEs: hold, resume, session refresh -------------------------------
     async def hold(self) -> bool:
@@ -343,8 +331,8 @@ class SipCall:
         self._sdp_version += 1
         body = build_answer(self._offer, neg, self._local_ip, self._rtp.local_port, self._session_id,
                             self._sdp_version)
-        extra = (("Contact", self._contact), ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"),
-                 ("Supported", "timer"), ("Content-Type", "application/sdp"))
+        extra = (("Contact", self._contact), ("Allow", ALLOW),
+                 ("Supported", "timer, replaces"), ("Content-Type", "application/sdp"))
         if self._session_timer is not None:
             extra += (("Session-Expires", f"{self._session_timer.interval};refresher=uas"),)
         self._reinvite_out = True

@@ -1,9 +1,13 @@
-"""Requests we send inside an inbound dialog (BYE, re-INVITE, its ACK), RFC 3261 §12.2.1.1.
+"""Requests we send inside a dialog, either side (RFC 3261 §12), and the far end's re-offers.
 
-The remote target is the caller's Contact, the route set the INVITE's Record-Route; over
-UDP the request goes to the first hop's address when it is numeric, else back to where
-the INVITE came from. Our From is the INVITE's To with our tag, CSeq counts up from a
-random start. ``reinvite`` runs one re-INVITE client transaction and ACKs its 2xx.
+A dialog is built once, from the INVITE we received (UAS: ``DialogRequests.uas``) or from
+the 2xx answering the INVITE we sent (UAC: ``DialogRequests.uac``). The remote target is the
+peer's Contact; the route set is the Record-Route of the INVITE (UAS) or of the 2xx,
+reversed (UAC, §12.1.2). Over UDP a request goes to the first hop's address when it is
+numeric with a port, else back where the dialog's messages came from. CSeq counts up from
+a random start (UAS) or from the INVITE's (UAC). ``reinvite`` runs one re-INVITE client
+transaction and ACKs its 2xx. ``read_reoffer`` / ``answer_reoffer`` serve a re-INVITE or
+UPDATE from the far end for either kind of call.
 """
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from drivers.sip.errors import SipSyntaxError
+from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.headers import Headers
 from drivers.sip.message import SipRequest, SipResponse, parse_message, serialize_request
+from drivers.sip.sdp import Negotiated, SessionDescription, negotiate, parse_sdp
+from drivers.sip.session_timer import SessionIntervalTooSmall, SessionTimer, session_timer_for
 from drivers.sip.transport import Connection
 from drivers.sip.uri import is_digits, parse_name_addr
-from drivers.sip.useragent import UserAgent, new_branch
+from drivers.sip.useragent import ServerTransaction, UserAgent, new_branch
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,28 +33,63 @@ class OutRequest:
     conn: Connection
 
 
+def _next_hop_conn(conn: Connection, target: str, routes: list[str]) -> Connection:
+    """UDP: aim at the first route (or the target) when it is a numeric host with a port."""
+    try:
+        hop = parse_name_addr(routes[0]).uri if routes else parse_name_addr(f"<{target}>").uri
+    except SipSyntaxError:
+        return conn  # an unusable Contact/Route: answer back where the dialog came from
+    if hop.port and is_digits(hop.host.replace(".", "")):
+        return conn.redirect((hop.host, hop.port))
+    return conn
+
+
 class DialogRequests:
-    def __init__(self, invite: SipRequest, conn: Connection, local_tag: str, contact: str) -> None:
-        self._invite = invite
-        self._local_tag = local_tag
+    """Builds our requests in one dialog: From/To/Call-ID/CSeq/Route and the remote target."""
+
+    def __init__(self, *, call_id: str, local: str, remote: str, target: str, routes: list[str],
+                 conn: Connection, contact: str, cseq: int, follow_next_hop: bool = True) -> None:
+        """``follow_next_hop=False``: keep sending over ``conn`` (a phone behind NAT is reached at the
+        address it registered from, not at the private address in its Contact)."""
+        self.call_id = call_id
+        self._local = local  # our From value, with our tag
+        self._remote = remote  # their To value, with their tag
+        self.target = target
+        self.routes = list(routes)
+        self.conn = _next_hop_conn(conn, target, self.routes) if follow_next_hop else conn
         self._contact = contact
-        self.cseq = random.randint(1, 10000)
-        self._routes = invite.headers.get_all("Record-Route")
-        self.target = str(invite.from_addr.uri)
-        self.conn = conn
-        contact_value = invite.headers.get("Contact")
+        self.cseq = cseq
+
+    @classmethod
+    def uas(cls, invite: SipRequest, conn: Connection, local_tag: str, contact: str) -> "DialogRequests":
+        """The dialog of an INVITE we received and answer with ``local_tag``."""
+        target = str(invite.from_addr.uri)
         try:
-            if contact_value:
-                target_uri = parse_name_addr(contact_value).uri
-                self.target = str(target_uri)
-                next_hop = parse_name_addr(self._routes[0]).uri if self._routes else target_uri
-                if next_hop.port and is_digits(next_hop.host.replace(".", "")):
-                    self.conn = conn.redirect((next_hop.host, next_hop.port))
+            value = invite.headers.get("Contact")
+            if value:
+                target = str(parse_name_addr(value).uri)
         except SipSyntaxError:
-            pass  # an unusable Contact: answer back where the INVITE came from
+            pass  # an unusable Contact: requests go back where the INVITE came from
+        return cls(call_id=invite.call_id, local=f"{invite.headers.get('To')};tag={local_tag}",
+                   remote=invite.headers.get("From") or "", target=target,
+                   routes=invite.headers.get_all("Record-Route"), conn=conn, contact=contact,
+                   cseq=random.randint(1, 10000))
+
+    @classmethod
+    def uac(cls, invite: SipRequest, response: SipResponse, conn: Connection, contact: str, *,
+            follow_next_hop: bool = True) -> "DialogRequests":
+        """The dialog a 2xx to our ``invite`` creates (§12.1.2). ``SipSyntaxError``: no usable Contact."""
+        value = response.headers.get("Contact")
+        if not value:
+            raise SipSyntaxError("2xx without Contact")
+        target = str(parse_name_addr(value).uri)
+        return cls(call_id=invite.call_id, local=invite.headers.get("From") or "",
+                   remote=response.headers.get("To") or "", target=target,
+                   routes=list(reversed(response.headers.get_all("Record-Route"))), conn=conn,
+                   contact=contact, cseq=invite.cseq.number, follow_next_hop=follow_next_hop)
 
     def _hostport(self) -> str:
-        return self._contact.strip("<>").split("@", 1)[-1].split(";")[0]
+        return self._contact.strip("<>").split("@", 1)[-1].split(";")[0].rstrip(">")
 
     def build(self, method: str, *, extra: tuple[tuple[str, str], ...] = (), body: bytes = b"",
               cseq: int | None = None) -> OutRequest:
@@ -58,21 +99,27 @@ class DialogRequests:
             cseq = self.cseq
         branch = new_branch()
         transport = getattr(self.conn, "transport", "TCP" if self.conn.reliable else "UDP")
-        invite = self._invite
         items = [
             ("Via", f"SIP/2.0/{transport} {self._hostport()};branch={branch};rport"),
             ("Max-Forwards", "70"),
-            ("From", f"{invite.headers.get('To')};tag={self._local_tag}"),
-            ("To", invite.headers.get("From") or ""),
-            ("Call-ID", invite.call_id),
+            ("From", self._local),
+            ("To", self._remote),
+            ("Call-ID", self.call_id),
             ("CSeq", f"{cseq} {method}"),
         ]
-        items += [("Route", r) for r in self._routes]
+        items += [("Route", r) for r in self.routes]
         items += list(extra)
         data = serialize_request(method, self.target, Headers(items), body)
         request = parse_message(data)
         assert isinstance(request, SipRequest)
         return OutRequest(data, request, branch, self.conn)
+
+    def send(self, ua: UserAgent, method: str, *, extra: tuple[tuple[str, str], ...] = (), body: bytes = b"",
+             on_final=None) -> OutRequest:
+        """Build and send a non-INVITE request (BYE, NOTIFY) through a client transaction."""
+        out = self.build(method, extra=extra, body=body)
+        ua.send_request(out.data, out.branch, method, out.conn, on_final)
+        return out
 
     async def reinvite(self, ua: UserAgent, *, extra: tuple[tuple[str, str], ...], body: bytes,
                        wait_s: float) -> SipResponse | None:
@@ -94,3 +141,46 @@ class DialogRequests:
                 return await final
         except TimeoutError:
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReOffer:
+    """A re-INVITE/UPDATE we can accept: its SDP offer (None: none in it) and session timer."""
+
+    offer: SessionDescription | None
+    negotiated: Negotiated | None
+    timer: SessionTimer | None
+
+
+def read_reoffer(txn: ServerTransaction) -> ReOffer | None:
+    """Parse the far end's re-INVITE/UPDATE; when it cannot be accepted answer it (400, 422, 488)
+    and return None."""
+    request = txn.request
+    try:
+        timer = session_timer_for(request)
+        offer = parse_sdp(request.body) if request.body else None
+        neg = negotiate(offer) if offer is not None else None
+    except SessionIntervalTooSmall as exc:
+        txn.respond(422, extra=(("Min-SE", str(exc.min_se)),))
+        return None
+    except SipSyntaxError:
+        txn.respond(400)
+        return None
+    except SdpError as exc:
+        txn.respond(exc.status)
+        return None
+    return ReOffer(offer, neg, timer)
+
+
+def answer_reoffer(ua: UserAgent, txn: ServerTransaction, extra: tuple[tuple[str, str], ...], body: bytes,
+                   retransmitter):
+    """Send the 200 to a re-INVITE/UPDATE. A re-INVITE's 2xx is re-sent until its ACK: the
+    previous retransmitter (if any) is stopped and the new one returned (UPDATE: unchanged)."""
+    data = txn.respond(200, extra=extra, body=body)
+    if txn.request.method != "INVITE":
+        return retransmitter
+    if retransmitter is not None:
+        ua.ack_2xx(retransmitter)
+    if data is None:
+        return None
+    return ua.start_2xx(data, txn.conn, lambda: None)

@@ -1,8 +1,10 @@
-"""The SIP line: UDP+TCP(+TLS) transports, the user agent, and one ``SipCall`` per INVITE.
+"""The SIP line: UDP+TCP(+TLS) transports, the user agent, one ``SipCall`` per INVITE, and
+the ``OutgoingSipCall``s it places (``dial_extension``: a registered desk phone; ``dial_trunk``).
 
 Each new call gets its own RTP session, then is handed to the appliance's
-``IncomingCallHandler`` in a named task. ``stop()`` ends every active call (503
-before answer, BYE after) and waits a bounded time for the BYEs to complete.
+``IncomingCallHandler`` in a named task. In-dialog requests reach the call of their dialog,
+inbound or outgoing, by (Call-ID, our tag, their tag). ``stop()`` ends every active call
+(503/CANCEL before answer, BYE after) and waits a bounded time for the BYEs to complete.
 """
 from __future__ import annotations
 
@@ -10,73 +12,34 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from appliance.lines import HangupCause, IncomingCallHandler
+from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, IncomingCallHandler
 from drivers.sip.call import SipCall
+from drivers.sip.config import SipLineConfig
+from drivers.sip.dialling import extension_destination, trunk_destination
 from drivers.sip.digest import DigestServer
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.uri import is_digits
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.message import SipRequest
+from drivers.sip.outgoing import Destination, OutgoingSipCall
 from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
 from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
-from drivers.sip.transport import SipTransports
-from drivers.sip.trunk import TrunkConfig, TrunkRegistration, TrunkStatus
+from drivers.sip.transport import Connection, SipTransports
+from drivers.sip.trunk import TrunkConfig, TrunkFailure, TrunkRegistration, TrunkStatus
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
-from media.rtp import DEFAULT_PORT_RANGE, RtpSession
+from media.rtp import RtpSession
+
+__all__ = ["SipLine", "SipLineConfig", "SipLineStatistics"]
 
 log = logging.getLogger(__name__)
 
 STOP_BYE_WAIT_S = 2.0  # on stop, time given to BYEs to be answered (a LAN peer answers in ms)
 STOP_HANDLER_WAIT_S = 2.0  # on stop, time given to cancelled handler tasks to finish
 MAX_CALLS = 500  # beyond this, new INVITEs get 503 (about 2x the RTP capacity of one core)
-
-
-@dataclass(frozen=True, slots=True)
-class SipLineConfig:
-    host: str = "0.0.0.0"
-    port: int = 5060  # 0: ephemeral (tests); actual ports in SipLine.udp_port / tcp_port
-    advertised_ip: str | None = None  # address put in SDP/Contact/Via; None: found per call
-    rtp_host: str | None = None  # where RTP sockets bind; None: same as host
-    rtp_port_range: tuple[int, int] | None = field(default=DEFAULT_PORT_RANGE)  # None: any port
-    rtp_latching: bool = False  # follow the first RTP source (NAT); off: strict SDP address
-    tcp: bool = True
-    # --- SIP over TLS (RFC 3261 §26.2) ---
-    tls: bool = False
-    tls_port: int = 5061  # 0: ephemeral (tests); actual port in SipLine.tls_port
-    tls_cert: str = ""  # PEM certificate (chain) path; empty with tls_key empty: self-signed in tls_dir
-    tls_key: str = ""  # PEM private key path
-    tls_dir: str = ""  # where the self-signed pair is generated on first start and reused (e.g. data_dir/tls)
-    line_id: str = "sip"
-    server_name: str = "Branchline"
-    progress_status: int = 180  # progress(): 180 Ringing+SDP (works with every UA) or 183 Session Progress
-    # --- hostile input (drivers.sip.guard): per-source rate limit and scanner bans ---
-    guard: bool = True
-    rate_limit_per_s: float = 100.0  # sustained messages/s per source IP (a call setup is ~3)
-    rate_limit_burst: int = 200
-    ban_after_failures: int = 10  # failed auths / unknown users / malformed messages ...
-    ban_window_s: float = 60.0  # ... within this window ...
-    ban_s: float = 300.0  # ... ignore the source this long
-    trusted_networks: tuple[str, ...] = ()  # e.g. the carrier's SBC: never limited or banned
-    # numbers (Request-URI users) we take calls for; empty: any. An INVITE for another number gets
-    # 404 and counts as a failed attempt, so an INVITE sweep (svwar -m INVITE) gets its source banned.
-    numbers: tuple[str, ...] = ()
-    # --- registrar for desk phones (on when ``users`` is not empty) ---
-    users: tuple[tuple[str, str], ...] = ()  # (extension, password), passwords in plain text for now
-    realm: str = "branchline"
-    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # challenge order (RFC 8760: strongest first)
-    register_min_expires: int = 60
-    register_max_expires: int = 3600
-    register_default_expires: int = 3600
-    # --- outbound registration to a SIP trunk (on when ``trunk_registrar`` is set) ---
-    trunk_registrar: str = ""  # "host:port" of the provider's registrar (UDP)
-    trunk_username: str = ""
-    trunk_password: str = ""
-    trunk_domain: str = ""  # AOR domain; empty: the registrar host
-    trunk_expires: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +66,8 @@ class SipLine:
         self._handler = handler
         self._transports: SipTransports | None = None
         self._ua: UserAgent | None = None
-        self._calls: dict[tuple[str, str, str], SipCall] = {}
+        self._calls: dict[tuple[str, str, str], SipCall | OutgoingSipCall] = {}  # by (Call-ID, our tag, their tag)
+        self._outgoing: set[OutgoingSipCall] = set()  # every outgoing call until it ends (ringing ones too)
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls_total = 0
         self._accepting = False
@@ -125,11 +89,12 @@ class SipLine:
 
     @property
     def active_calls(self) -> int:
-        return len(self._calls)
+        """Calls up or ringing, inbound and outgoing."""
+        return len({*self._calls.values(), *self._outgoing})
 
     def statistics(self) -> SipLineStatistics:
         rejected = self._ua.rejected if self._ua else 0
-        return SipLineStatistics(len(self._calls), self._calls_total, rejected)
+        return SipLineStatistics(self.active_calls, self._calls_total, rejected)
 
     def guard_statistics(self) -> GuardStatistics | None:
         if self._guard is None or self._ua is None:
@@ -148,7 +113,9 @@ class SipLine:
 
     def trunk_status(self) -> TrunkStatus | None:
         """Registered / failing (with reason) for the configured trunk; None without one."""
-        return self._trunk.status() if self._trunk is not None else None
+        if self._trunk is None or not self.config.trunk_register:
+            return None
+        return self._trunk.status()
 
     def _build_security(self) -> None:
         cfg = self.config
@@ -179,7 +146,8 @@ class SipLine:
         self._accepting = True
         if self.config.trunk_registrar:
             self._trunk = self._build_trunk()
-            self._trunk.start()
+            if self.config.trunk_register:
+                self._trunk.start()
 
     def _build_trunk(self) -> TrunkRegistration:
         cfg = self.config
@@ -203,7 +171,7 @@ class SipLine:
         self._accepting = False
         if self._trunk is not None:
             await self._trunk.stop()
-        for call in list(self._calls.values()):
+        for call in [*self._calls.values(), *self._outgoing]:
             await call.hangup(HangupCause.SHUTDOWN)
         tasks = list(self._tasks)
         for task in tasks:
@@ -232,7 +200,7 @@ class SipLine:
             txn.respond(404, to_tag=new_tag())
             self._ua.report_failure(txn.conn, f"INVITE for unknown number {called[:32]!r}")
             return
-        if not self._accepting or len(self._calls) >= MAX_CALLS:
+        if not self._accepting or self.active_calls >= MAX_CALLS:
             txn.respond(503, to_tag=new_tag(), extra=(("Retry-After", "30"),))
             return
         ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -256,16 +224,10 @@ class SipLine:
             txn.respond(400, reason=f"Bad Request ({str(exc)[:60]})", to_tag=new_tag())
             return
         cfg = self.config
-        local_ip = cfg.advertised_ip or self._local_ip_for(txn.conn.peer[0])
-        scheme = getattr(txn.conn, "transport", "TCP" if txn.conn.reliable else "UDP")
-        port = {"TLS": self._transports.tls_port, "TCP": self._transports.tcp_port}.get(scheme,
-                                                                                        self._transports.udp_port)
-        host = f"[{local_ip}]" if ":" in local_ip else local_ip
-        transport = f";transport={scheme.lower()}" if scheme != "UDP" else ""
-        rtp = RtpSession(cfg.rtp_host or (cfg.host if not self._wildcard(cfg.host) else "0.0.0.0"),
-                         port_range=cfg.rtp_port_range, latching=cfg.rtp_latching)
+        local_ip, contact = self._local_contact(txn.conn)
+        rtp = self._new_rtp()
         call = SipCall(ua=self._ua, txn=txn, offer=offer, negotiated=negotiated, rtp=rtp,
-                       local_ip=local_ip, contact=f"<sip:branchline@{host}:{port}{transport}>",
+                       local_ip=local_ip, contact=contact,
                        line_id=cfg.line_id, on_end=self._call_ended, progress_status=cfg.progress_status,
                        session_timer=timer)
         self._calls[call.dialog_key] = call
@@ -284,6 +246,8 @@ class SipLine:
             call.on_bye(txn)
         elif request.method in ("INVITE", "UPDATE"):
             call.on_reinvite(txn)
+        elif request.method == "REFER":
+            call.refer_received(txn)
         else:
             txn.respond(501)
 
@@ -303,7 +267,9 @@ class SipLine:
 
     def on_ack(self, request: SipRequest) -> None:
         call = self._calls.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
-        if call is not None:
+        if isinstance(call, OutgoingSipCall):
+            call.on_ack(request)  # may carry the answer to the offer we put in a 200
+        elif call is not None:
             call.on_ack()
 
     def on_cancel(self, invite_txn: ServerTransaction) -> None:
@@ -326,9 +292,81 @@ class SipLine:
             return self.config.host
         return _route_source_ip(peer_ip)
 
-    def _call_ended(self, call: SipCall) -> None:
+    def _local_contact(self, conn: Connection) -> tuple[str, str]:
+        """Our address towards ``conn``'s peer and our Contact for that transport."""
+        local_ip = self.config.advertised_ip or self._local_ip_for(conn.peer[0])
+        scheme = getattr(conn, "transport", "TCP" if conn.reliable else "UDP")
+        port = {"TLS": self._transports.tls_port, "TCP": self._transports.tcp_port}.get(scheme,
+                                                                                        self._transports.udp_port)
+        host = f"[{local_ip}]" if ":" in local_ip else local_ip
+        transport = f";transport={scheme.lower()}" if scheme != "UDP" else ""
+        return local_ip, f"<sip:branchline@{host}:{port}{transport}>"
+
+    def _new_rtp(self) -> RtpSession:
+        cfg = self.config
+        return RtpSession(cfg.rtp_host or (cfg.host if not self._wildcard(cfg.host) else "0.0.0.0"),
+                          port_range=cfg.rtp_port_range, latching=cfg.rtp_latching)
+
+    def _call_ended(self, call: SipCall | OutgoingSipCall) -> None:
         if self._calls.get(call.dialog_key) is call:
             del self._calls[call.dialog_key]
+        if isinstance(call, OutgoingSipCall):
+            self._outgoing.discard(call)
+
+    def _dialog_confirmed(self, call: OutgoingSipCall) -> None:
+        self._calls[call.dialog_key] = call
+
+    # ---- outgoing calls ------------------------------------------------------------------
+    def find_dialog(self, call_id: str, tag_a: str, tag_b: str) -> SipCall | OutgoingSipCall | None:
+        """The call of the dialog (Call-ID, tags in either order), e.g. to resolve a Replaces."""
+        return self._calls.get((call_id, tag_a, tag_b)) or self._calls.get((call_id, tag_b, tag_a))
+
+    async def dial_extension(self, extension: str, caller: CallerId | None = None) -> OutgoingSipCall:
+        """Ring the desk phone registered for ``extension`` (its most recent registration)."""
+        if self._ua is None or self._transports is None or not self._accepting:
+            raise DialFailed(DialFailure.LINE_DOWN, "the SIP line is not running")
+        bindings = self.bindings(extension)
+        if not bindings:
+            raise DialFailed(DialFailure.LINE_DOWN, f"extension {extension} is not registered")
+        binding = bindings[-1]  # sorted by expiry: the last one registered most recently
+        if binding.transport == "udp":
+            conn = self._transports.udp_connection(binding.source)
+        else:
+            conn = self._transports.stream_connection(binding.transport, binding.source)
+        if conn is None:
+            raise DialFailed(DialFailure.LINE_DOWN, f"extension {extension}: its {binding.transport.upper()} "
+                                                    "connection is closed")
+        local_ip, contact = self._local_contact(conn)
+        dest = extension_destination(extension, binding.contact, conn, local_ip, contact, caller,
+                                     self.config.server_name)
+        return await self._dial(dest, extension)
+
+    async def dial_trunk(self, number: str, caller: CallerId | None = None) -> OutgoingSipCall:
+        """Call ``number`` through the configured trunk (a 401/407 is answered with its credentials)."""
+        if self._trunk is None or self._ua is None or not self._accepting:
+            raise DialFailed(DialFailure.LINE_DOWN, "no SIP trunk is configured")
+        try:
+            conn, hostport = await self._trunk.destination()
+        except TrunkFailure as exc:
+            raise DialFailed(DialFailure.LINE_DOWN, f"trunk: {exc}") from None
+        local_ip = hostport.rsplit(":", 1)[0].strip("[]")
+        dest = trunk_destination(self.config, number, self._trunk.config.domain, conn, local_ip,
+                                 f"<sip:branchline@{hostport}>", caller)
+        return await self._dial(dest, number)
+
+    async def _dial(self, dest: Destination, called: str) -> OutgoingSipCall:
+        if self.active_calls >= MAX_CALLS:
+            raise DialFailed(DialFailure.LINE_BUSY, f"{MAX_CALLS} calls already up")
+        call = OutgoingSipCall(ua=self._ua, destination=dest, rtp=self._new_rtp(), line_id=self.config.line_id,
+                               called=called, on_dialog=self._dialog_confirmed, on_end=self._call_ended)
+        self._outgoing.add(call)
+        self._calls_total += 1
+        try:
+            await call.start()
+        except asyncio.CancelledError:  # the dialler gave up while RTP was binding: nothing was sent yet
+            await call.hangup(HangupCause.CANCELLED)
+            raise
+        return call
 
     async def _run_call(self, call: SipCall) -> None:
         try:

@@ -219,3 +219,37 @@ def build_answer(
         lines.append(f"a=ptime:{ANSWER_PTIME_MS}")
         lines.append(f"a={neg.direction.value}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+OFFER_DTMF_PT = 101  # the dynamic payload type we offer telephone-event on (the usual choice)
+
+
+def build_offer(local_ip: str, local_port: int, session_id: int, version: int = 1,
+                direction: Direction = Direction.SENDRECV) -> bytes:
+    """Our offer for an outgoing call: PCMU, PCMA and telephone-event on one audio stream."""
+    family = "IP6" if ":" in local_ip else "IP4"
+    lines = [
+        "v=0",
+        f"o=branchline {session_id} {version} IN {family} {local_ip}",
+        "s=branchline",
+        f"c=IN {family} {local_ip}",
+        "t=0 0",
+        f"m=audio {local_port} RTP/AVP 0 8 {OFFER_DTMF_PT}",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:8 PCMA/8000",
+        f"a=rtpmap:{OFFER_DTMF_PT} telephone-event/8000",
+        f"a=fmtp:{OFFER_DTMF_PT} 0-16",
+        f"a=ptime:{ANSWER_PTIME_MS}",
+        f"a={direction.value}",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def parse_answer(body: bytes) -> tuple[SessionDescription, Negotiated]:
+    """The far end's answer to ``build_offer``: what to send where. ``SdpError`` when unusable.
+
+    An answer must pick from what we offered: a codec other than PCMU/PCMA, or a stream
+    with port 0 (rejected), is a failed negotiation (RFC 3264 §6).
+    """
+    answer = parse_sdp(body)
+    return answer, negotiate(answer)

@@ -148,6 +148,10 @@ class TcpConnection(asyncio.Protocol):
             return
         t.write(data)
 
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
     def redirect(self, peer: tuple[str, int]) -> "TcpConnection":
         return self  # a stream answers over itself
 
@@ -219,6 +223,14 @@ class SipTransports:
 
     def udp_connection(self, peer: tuple[str, int]) -> UdpConnection | None:
         return UdpConnection(self._udp, peer) if self._udp is not None else None
+
+    def stream_connection(self, transport: str, peer: tuple[str, int]) -> TcpConnection | None:
+        """The open inbound TCP/TLS connection from ``peer`` (a registered phone), or None."""
+        conns = self._tls_conns if transport.upper() == "TLS" else self._tcp_conns
+        for conn in conns:
+            if conn.peer == peer and conn.is_open:
+                return conn
+        return None
 
     async def close(self) -> None:
         for server, conns in ((self._server, self._tcp_conns), (self._tls_server, self._tls_conns)):

@@ -211,6 +211,12 @@ class TrunkRegistration:
             self._conn = self._conn.redirect((ip, port))
             self._contact_hostport = self._contact_for(ip)
 
+    async def destination(self) -> tuple[Connection, str]:
+        """Where calls through the trunk go: the connection to the (resolved) registrar and our
+        "ip:port" for Via/Contact towards it. ``TrunkFailure`` when the name does not resolve."""
+        await self._resolve()
+        return self._conn, self._contact_hostport
+
     async def _transaction(self, expires: int) -> SipResponse:
         await self._resolve()
         loop = asyncio.get_running_loop()

@@ -41,10 +41,10 @@ from drivers.sip.transport import Connection
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER"
 ACCEPT = "application/sdp"
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer"})  # RFC 4028 session timers (no 100rel)
-DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE"})
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer", "replaces"})  # RFC 4028 timers, RFC 3891 (no 100rel)
+DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "REFER"})
 REJECT_LOG_INTERVAL_S = 10.0  # at most one WARNING per this interval for unparseable messages
 
 
@@ -158,7 +158,12 @@ class UserAgent:
         if entry.table is not None and entry.table.get(entry.key) is entry:
             del entry.table[entry.key]
         self._others.discard(entry)
-        if not any(key[1] != "INVITE" for key in self._client):  # BYEs; a re-INVITE's Timer M is not awaited
+        self._check_client_idle()
+
+    def _check_client_idle(self) -> None:
+        """Idle once every non-INVITE client transaction (BYE, NOTIFY) has its final answer: Timer K
+        only absorbs retransmitted answers, and a re-INVITE's Timer M is not awaited."""
+        if all(key[1] == "INVITE" or entry.core.final_status is not None for key, entry in self._client.items()):
             self._client_idle.set()
 
     def close(self) -> None:
@@ -272,6 +277,8 @@ class UserAgent:
             log.debug("SIP: stray response %d %s", response.status, response.cseq)
             return
         self.run(entry, entry.core.receive_response(response, self.now()))
+        if response.status >= 200 and response.cseq.method != "INVITE":
+            self._check_client_idle()
 
     def _on_request(self, request: SipRequest, conn: Connection) -> None:
         key = server_key(request)
