@@ -7,6 +7,11 @@ phone (the customer's number shown as caller ID): picking up accepts the offer, 
 cancels the ringing. Once the agent's call ends the box hangs the phone up; when the agent
 puts the handset down first, the call ends as an agent hang-up.
 
+The phone's own Transfer key works too: a blind transfer (REFER) to an agent's id or desk
+phone extension, a queue id or a number is handed to the call's transfer machinery
+(``on_phone_transfer``); the phone hears the outcome in the REFER's NOTIFY. An attended
+transfer from the phone (REFER with Replaces) is declined: agents consult from the console.
+
 ``media_for`` is what the call flows use to find an agent's audio, whichever device.
 """
 from __future__ import annotations
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PHONE_HANGUP_TIMEOUT_S = 5.0  # a LAN phone answers a BYE/CANCEL in milliseconds; then we give up on it
 PHONE_RING_TIMEOUT_S = 30.0  # click-to-dial: the agent's own phone must be picked up within this
+TRANSFER_BYE_GRACE_S = 2.0  # after a REFER succeeds the phone sends its BYE (RFC 5589) within ms; then we do
 
 
 class Device(StrEnum):
@@ -57,6 +63,7 @@ class _PhoneLeg:
     call: OutboundCall
     call_id: str  # the customer call it serves ("" while ringing for click-to-dial)
     answered: bool = False
+    transferred: bool = False  # the phone's REFER moved the call on: the phone hangs up itself
     watcher: asyncio.Task | None = field(default=None, repr=False)
 
 
@@ -73,6 +80,8 @@ class AgentDevices:
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self.on_phone_hangup: Callable[[str], bool] = lambda agent_id: False  # set by the box: ends the agent's call
+        # set by the box: (agent id, the Refer-To user) -> True when the agent's call was transferred
+        self.on_phone_transfer: Callable[[str, str], bool] = lambda agent_id, user: False
 
     # --- what the console uses -----------------------------------------------------------------
     def device(self, agent_id: str) -> Device:
@@ -151,6 +160,7 @@ class AgentDevices:
             raise DialFailed(DialFailure.NO_ANSWER, f"your desk phone was not picked up ({exc or 'timeout'})") from None
         entry.answered = True
         entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
+        self._accept_transfers(agent_id, call)
         return call.audio
 
     # --- ACD events: ring / cancel / hang up the phone -----------------------------------------------
@@ -191,7 +201,10 @@ class AgentDevices:
             snap = event.agent
             leg = self._legs.get(snap.agent_id)
             if leg is not None and leg.answered and snap.state not in (AgentState.ON_CALL,):
-                self._spawn(self._drop_leg(snap.agent_id, HangupCause.CALLER_HUNG_UP), f"phone-bye:{snap.agent_id}")
+                if leg.transferred:
+                    self._spawn(self._release_after_transfer(snap.agent_id, leg), f"phone-release:{snap.agent_id}")
+                else:
+                    self._spawn(self._drop_leg(snap.agent_id, HangupCause.CALLER_HUNG_UP), f"phone-bye:{snap.agent_id}")
 
     async def _ring(self, offer: OfferMade) -> None:
         agent_id = offer.agent_id
@@ -232,14 +245,49 @@ class AgentDevices:
             return
         log.info("agent %s answered call %s on desk phone %s", agent_id, offer.call_id, extension)
         entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
+        self._accept_transfers(agent_id, call)
+
+    def _accept_transfers(self, agent_id: str, call: OutboundCall) -> None:
+        """The phone's Transfer key (an in-dialog REFER) transfers the agent's call."""
+        on_refer = getattr(call, "on_refer", None)
+        if on_refer is None:
+            return
+
+        async def refer(request) -> bool:  # type: ignore[no-untyped-def]
+            if request.replaces is not None:
+                log.info("agent %s: attended transfer from the desk phone (REFER with Replaces) is not supported; "
+                         "consult from the console instead", agent_id)
+                return False
+            if not request.target_user:
+                log.info("agent %s: the desk phone asked to transfer to %s, which names nobody", agent_id,
+                         request.target_uri)
+                return False
+            done = self.on_phone_transfer(agent_id, request.target_user)
+            entry = self._legs.get(agent_id)
+            if done and entry is not None and entry.call is call:
+                entry.transferred = True
+            return done
+
+        on_refer(refer)
 
     async def _watch_phone(self, agent_id: str, entry: _PhoneLeg) -> None:
         """The agent put the handset down: end the call from the agent's side."""
         await entry.call.wait_ended()
         if self._legs.get(agent_id) is entry:
             del self._legs[agent_id]
+            if entry.transferred:  # the phone ends its dialog after its own transfer: the call goes on
+                return
             log.info("agent %s hung up the desk phone", agent_id)
             self.on_phone_hangup(agent_id)
+
+    async def _release_after_transfer(self, agent_id: str, entry: _PhoneLeg) -> None:
+        """Let the phone end its own dialog after its transfer (crossing BYEs get a 481); else we do."""
+        try:
+            async with asyncio.timeout(TRANSFER_BYE_GRACE_S):
+                await entry.call.wait_ended()
+        except TimeoutError:
+            if self._legs.get(agent_id) is entry:
+                await self._drop_leg(agent_id, HangupCause.AGENT_HUNG_UP)
 
     async def _drop_leg(self, agent_id: str, cause: HangupCause) -> None:
         entry = self._legs.pop(agent_id, None)

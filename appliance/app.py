@@ -122,6 +122,22 @@ class Box:
         return bool((self.outbound and self.outbound.agent_hangup(agent_id))
                     or (self.calls and self.calls.agent_hangup(agent_id)))
 
+    def _phone_transfer(self, agent_id: str, user: str) -> bool:
+        """The agent pressed Transfer on the desk phone (REFER to ``user``): a blind transfer."""
+        from appliance.transfer_requests import TransferError, target_for_user
+
+        target = target_for_user(user, {a.id: a.phone for a in self._agents.values()}, {q.id for q in self.cfg.queues})
+        if target is None or self.calls is None:
+            log.info("agent %s: desk phone transfer to %r refused: not an agent, queue or number", agent_id, user)
+            return False
+        try:
+            self.calls.transfer(agent_id, None, target)
+        except TransferError as exc:
+            log.info("agent %s: desk phone transfer to %r refused: %s", agent_id, user, exc)
+            return False
+        log.info("agent %s transferred the call from the desk phone to %s", agent_id, user)
+        return True
+
     def live_calls(self) -> list[Any]:
         return (self.calls.live_calls() if self.calls else []) + (self.outbound.live_calls() if self.outbound else [])
 
@@ -177,6 +193,7 @@ class Box:
                                       dial_plan=dial_plan, agent_audio=self.devices,
                                       agent_name=self.agent_name, recording=cfg.recording.enabled, country=cfg.country)
         self.devices.on_phone_hangup = self._agent_hangup
+        self.devices.on_phone_transfer = self._phone_transfer
         self.messages = MessageCenter(self.store, self.hub.topic("messages"), region=cfg.country)
 
         web_url = await self._start_web()

@@ -46,6 +46,23 @@ def parse_target(doc: object) -> Target:
     raise TransferError("say where to transfer: an agent, a queue or a number")
 
 
+def target_for_user(user: str, agents: dict[str, str], queues: set[str]) -> Target | None:
+    """A desk phone's transfer target (the Refer-To user): an agent's id, an agent's desk phone
+    extension (``agents``: agent id -> extension), a queue id, or else a number to dial."""
+    user = user.strip()
+    if user in agents:
+        return ToAgent(user)
+    by_phone = [agent for agent, ext in agents.items() if ext and ext == user]
+    if by_phone:
+        return ToAgent(by_phone[0])
+    if user in queues:
+        return ToQueue(user)
+    digits = user.replace("-", "").replace(" ", "")
+    if digits and all(c.isdigit() or c in "+*#" for c in digits):
+        return ToNumber(digits)
+    return None
+
+
 # --- requests from the console (the requesting agent first) -------------------------------------
 @dataclass(frozen=True, slots=True)
 class BlindTransfer:

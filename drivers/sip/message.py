@@ -21,7 +21,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CTLs other than HT
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 REASONS = {
-    100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK",
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
+    200: "OK", 202: "Accepted",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     407: "Proxy Authentication Required", 408: "Request Timeout", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
     416: "Unsupported URI Scheme", 420: "Bad Extension", 422: "Session Interval Too Small",
@@ -29,7 +30,8 @@ REASONS = {
     481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
     486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
     491: "Request Pending", 500: "Server Internal Error", 501: "Not Implemented",
-    503: "Service Unavailable", 505: "Version Not Supported", 600: "Busy Everywhere",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    600: "Busy Everywhere", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
     603: "Decline",
 }
 

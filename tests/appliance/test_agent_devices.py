@@ -153,3 +153,45 @@ async def test_ring_timeout_cancels_the_phone_and_handset_down_ends_the_call() -
         await devices.hung_up_event.wait()
     assert hung_up == ["alice"]
     await devices.stop()
+
+
+def test_desk_phone_transfer_targets() -> None:
+    from appliance.transfer_requests import ToAgent, ToNumber, ToQueue, target_for_user
+
+    agents = {"alice": "201", "bob": "202", "carol": ""}
+    assert target_for_user("bob", agents, {"support"}) == ToAgent("bob")
+    assert target_for_user("202", agents, {"support"}) == ToAgent("bob")  # an agent's desk phone extension
+    assert target_for_user("support", agents, {"support"}) == ToQueue("support")
+    assert target_for_user("+44 20 7946 0000", agents, {"support"}) == ToNumber("+442079460000")
+    assert target_for_user("nobody", agents, {"support"}) is None
+
+
+async def test_refer_from_the_phone_is_a_blind_transfer_and_the_phone_hangs_up_itself() -> None:
+    from drivers.sip.refer import ReferRequest
+
+    hub, acd, phone, devices, hung_up = await setup()
+    phone.registered.add("201")
+    devices.set_device("alice", "phone")
+    acd.login("alice")
+    acd.set_available("alice")
+    refer_callbacks = []
+    transfers: list[tuple[str, str]] = []
+    devices.on_phone_transfer = lambda agent, user: transfers.append((agent, user)) or user == "bob"
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    ring = await rung(phone, 1)
+    ring.on_refer = refer_callbacks.append  # type: ignore[attr-defined]  # what OutgoingSipCall offers
+    ring.outcome.set_result(None)
+    await wait_state(sub, "alice", AgentState.ON_CALL)
+    (refer,) = refer_callbacks
+    assert await refer(ReferRequest("sip:x@box", "x", ("a", "b", "c"), None)) is False  # attended: declined
+    assert await refer(ReferRequest("sip:nobody@box", "nobody", None, None)) is False
+    assert await refer(ReferRequest("sip:bob@box", "bob", None, None)) is True
+    assert transfers == [("alice", "nobody"), ("alice", "bob")]
+    acd.call_ended("alice", "c1", on_wrapup_done=lambda d: None)  # the transfer ended alice's segment
+    ring.ended.set_result(HangupCause.CALLER_HUNG_UP)  # the phone sends its own BYE after the NOTIFY
+    async with asyncio.timeout(WAIT_S):
+        await ring.wait_ended()
+    await wait_state(sub, "alice", AgentState.WRAP_UP)
+    assert ring.hangups == [] and hung_up == []  # no crossing BYE, and not taken as the agent hanging up
+    await devices.stop()

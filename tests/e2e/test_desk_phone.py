@@ -93,3 +93,69 @@ async def test_agent_answers_queue_call_on_registered_desk_phone(tmp_path: Path)
     assert loud_seconds(left) > PCAP_S - 2.5  # SIPp's speech: the caller's side
     assert abs(peak_hz(right) - PHONE_TONE_HZ) <= TONE_TOLERANCE_HZ  # the desk phone's microphone: the agent's side
     assert loud_seconds(right) > PCAP_S - 3.0
+
+
+async def test_transfer_key_on_the_desk_phone_moves_the_call_to_another_agent(tmp_path: Path) -> None:
+    """alice (desk phone) presses Transfer to bob: baresip sends REFER sip:bob@box; the box
+    answers 202 and NOTIFYs, offers the caller to bob (console), hangs alice's phone up and
+    gives each agent a record segment and a wrap-up."""
+    phone_wav = write_phone_wav(tmp_path / "phone.wav")
+    ctrl_port = free_tcp_port()
+    work = sipp_workdir(tmp_path)
+    agents = AGENTS + '\n[[agents]]\nid = "bob"\nname = "Bob Okafor"\npassword = "bob-pw"\nqueues = ["support"]\n'
+    async with running_box(tmp_path, extra_config="[acd]\nwrapup_s = 60\n", agents=agents, sip_extra=EXTENSION_201) as box:
+        conf = write_baresip_config(tmp_path / "baresip", box_port=box.sip_udp, wav=phone_wav,
+                                    sip_port=free_sip_port(), ctrl_port=ctrl_port)
+        accounts = conf / "accounts"
+        accounts.write_text(accounts.read_text().rstrip("\n") + ";answermode=auto\n")
+        alice = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        bob = ConsoleAgent(box.web_url, "bob", "bob-pw")
+        try:
+            await alice.login()
+            await bob.login()
+            await bob.connect_audio()
+            async with running_baresip(conf, ctrl_port) as phone:
+                await box.wait_for_log(r"SIP extension 201: 1 contact\(s\) registered", timeout=EVENT_TIMEOUT_S)
+                await alice.send("device", device="phone")
+                assert (await alice.next("device"))["device"] == "phone"
+                await alice.send("available")
+                await alice.next("state", agent=AnyWith(state="available"))
+                sipp = asyncio.create_task(run_sipp(
+                    [f"127.0.0.1:{box.sip_udp}", "-sn", "uac_pcap", "-s", "support", "-m", "1",
+                     "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port())],
+                    cwd=work, timeout=SIPP_TIMEOUT_S))
+                await phone.event("CALL_ESTABLISHED")
+                await alice.next("state", agent=AnyWith(state="on_call"))
+                await bob.send("available")  # bob is free only now, so the queue call went to alice
+                await bob.next("state", agent=AnyWith(state="available"))
+                await phone.command("transfer", f"sip:bob@127.0.0.1:{box.sip_udp}")
+                offer = await bob.next("offer")
+                assert offer["caller"] == "sipp" and offer["from_agent"] == "alice", offer
+                await bob.send("answer", call_id=offer["call_id"])
+                await bob.next("call", state="on_call")
+                await phone.event("CALL_CLOSED")  # alice's phone was released after the transfer
+                await alice.next("state", agent=AnyWith(state="wrap_up"))
+                await alice.send("wrapup", disposition="escalated")
+                code, out = await sipp  # the caller talks to bob until the pcap ends, then hangs up
+                assert code == 0, out[-2000:]
+                await bob.next("state", agent=AnyWith(state="wrap_up"))
+                await bob.send("wrapup", disposition="resolved")
+                await bob.next("state", agent=AnyWith(state="available"))
+            console = "".join(phone.output)
+            assert "REFER sip:" in console and "SIP/2.0 202 Accepted" in console, console[-3000:]
+            notifies = [block for block in console.split("NOTIFY sip:")[1:] if "Event: refer" in block]
+            assert len(notifies) == 2 and "SIP/2.0 100 Trying" in notifies[0], notifies  # sipfrag progress ...
+            assert "terminated" in notifies[1] and "SIP/2.0 200 OK" in notifies[1], notifies[1]  # ... and success
+            assert "481 Call/Transaction Does Not Exist" not in console  # the phone hung up itself; no crossing BYEs
+        finally:
+            await alice.close()
+            await bob.close()
+        await box.wait_for_log(r"call \S+ wrap-up done: disposition resolved", timeout=EVENT_TIMEOUT_S)
+        assert await box.stop() == 0
+    calls, _ = await load_record(box.data_dir)
+    by_agent = {c.agent_id: c for c in calls}
+    assert set(by_agent) == {"alice", "bob"}, calls
+    first, second = by_agent["alice"], by_agent["bob"]
+    assert first.hangup_cause == "transferred" and first.transferred_to == "bob" and first.disposition == "escalated", first
+    assert second.transferred_from == "alice" and second.parent_call_id == first.call_id, second
+    assert second.hangup_cause == "caller hung up" and second.disposition == "resolved" and second.talk_s > 0, second
