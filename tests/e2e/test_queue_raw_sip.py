@@ -78,9 +78,9 @@ class ConsoleAgent:
         assert self.ws is not None
         await self.ws.send_str(json.dumps({"op": op, **kw}))
 
-    async def next(self, kind: str, **match) -> dict:
+    async def next(self, kind: str, *, timeout_s: float = WS_TIMEOUT_S, **match) -> dict:
         assert self.ws is not None
-        async with asyncio.timeout(WS_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             while True:
                 msg = await self.ws.receive_json()
                 if msg.get("type") == kind and all(msg.get(k) == v for k, v in match.items()):
