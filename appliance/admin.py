@@ -15,10 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from appliance.agent_devices import DeviceError
 from appliance.api import schema as s
 from appliance.api.archive import Archive
 from appliance.api.config_file import write_people
 from appliance.api.feed import SiteFeed
+from appliance.api.routing import dial_plan_view, route_number
 from appliance.api.views import LINE_ACTIONS
 from appliance.config import AgentConfig, ConfigError, QueueConfig, hash_password
 
@@ -46,6 +48,7 @@ class Admin:
             branch=self.box.cfg.branch, pid=os.getpid(), started_at=self.box.started_at,
             web_url=ep.web_url if ep else "", sip_udp=ep.sip_udp if ep else None,
             sip_tcp=ep.sip_tcp if ep else None, config_path=str(self.config_path),
+            extensions=_extensions(self.box.cfg),
         )
 
     def snapshot(self) -> s.SiteSnapshot:
@@ -67,18 +70,48 @@ class Admin:
                 problem = "a new agent needs a password"
             if problem is None and cmd.password is not None:
                 problem = _check_password(cmd.password)
+            old_phone = old.phone if old else ""
+            phone = old_phone if cmd.phone is None else cmd.phone.strip()
+            if problem is None and phone != old_phone:
+                problem = self._phone_problem(cmd.agent_id, phone)
             if problem:
                 return s.CommandResult(False, problem)
             pw_hash = await _hash(cmd.password) if cmd.password else old.password_hash
             agent = AgentConfig(id=cmd.agent_id, name=cmd.name.strip(), password_hash=pw_hash,
-                                queues=tuple(dict.fromkeys(cmd.queues)), phone=old.phone if old else "")
+                                queues=tuple(dict.fromkeys(cmd.queues)), phone=phone)
             agents = _replace_by_id(self._agents(), agent)
             if (err := await self._save(cfg.queues, agents)) is not None:
                 return s.CommandResult(False, err)
             self.box.put_agent(agent)
+            if phone != old_phone:
+                self._phone_changed(agent.id, phone)
             verb = "created" if old is None else "changed"
-            log.info("agent %s %s by %s", agent.id, verb, actor)
+            log.info("agent %s %s by %s%s", agent.id, verb, actor,
+                     f" (desk phone {phone or 'removed'})" if phone != old_phone else "")
             return s.CommandResult(True, f"agent {agent.id} {verb}")
+
+    def _phone_problem(self, agent_id: str, phone: str) -> str | None:
+        """Why ``phone`` cannot become the agent's desk phone now, or None."""
+        extensions = _extensions(self.box.cfg)
+        if phone and phone not in extensions:
+            return (f"extension {phone} is not a desk phone of this box "
+                    f"([sip] users: {', '.join(extensions) or 'none configured'})")
+        devices = getattr(self.box, "devices", None)
+        if devices is not None and self.box.acd is not None and str(devices.device(agent_id)) == "phone":
+            snap = next((a for a in self.box.acd.agents() if a.agent_id == agent_id), None)
+            if snap is not None and str(snap.state) in ("on_call", "reserved"):
+                return f"agent {agent_id} is on a call on the desk phone; change it after the call"
+        return None
+
+    def _phone_changed(self, agent_id: str, phone: str) -> None:
+        """An agent whose desk phone was removed takes calls in the browser again; the admin sees it at once."""
+        devices = getattr(self.box, "devices", None)
+        if devices is not None and not phone and str(devices.device(agent_id)) == "phone":
+            try:
+                devices.set_device(agent_id, "browser")
+            except DeviceError as exc:  # the agent got a call meanwhile; the console shows the problem
+                log.warning("agent %s keeps the desk phone device after its removal: %s", agent_id, exc)
+        self.feed.refresh_devices()
 
     async def delete_agent(self, cmd: s.DeleteAgent, actor: str) -> s.CommandResult:
         async with self._edit:
@@ -195,6 +228,13 @@ class Admin:
             log.info("members of queue %s set to %s by %s", cmd.queue_id, ", ".join(sorted(wanted)) or "nobody", actor)
             return s.CommandResult(True, f"members of {cmd.queue_id}: {', '.join(sorted(wanted)) or 'none'}")
 
+    # --- dial plan ---------------------------------------------------------------------------
+    def dial_plan(self) -> s.DialPlanView:
+        return dial_plan_view(self.box)
+
+    def route(self, q: s.RouteQuery) -> s.RouteResult:
+        return route_number(self.box, self.feed.line_views(), q.number)
+
     # --- lines -------------------------------------------------------------------------------
     async def line_command(self, cmd: s.LineCommand, actor: str) -> s.CommandResult:
         method_name = LINE_ACTIONS.get(cmd.action)
@@ -248,6 +288,11 @@ class Admin:
             return f"cannot write {self.config_path}: {getattr(exc, 'strerror', None) or exc}; nothing changed"
         self.box.cfg = replace(self.box.cfg, queues=queues, agents=agents)
         return None
+
+
+def _extensions(cfg: Any) -> tuple[str, ...]:
+    """The desk-phone extensions of ``[sip] users``."""
+    return tuple(str(u[0]) for u in cfg.sip.users)
 
 
 def _check_id(value: str, what: str) -> str | None:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SEARCH_SCAN = 5000  # stored call records one search looks through, newest first
 FILE_TIMEOUT_S = 120.0  # copying or decrypting one recording to a slow USB stick finishes by then
+MAX_SEGMENTS = 50  # transfers of one customer call looked up for its detail; a real call has a handful
 
 
 class ArchiveError(Exception):
@@ -66,6 +67,12 @@ class Archive:
             found.append(record_view(rec))
             if len(found) >= max(1, min(q.limit, SEARCH_SCAN)):
                 break
+        # newest customer call first; the segments of one call (transfers) together, in order
+        started: dict[str, float] = {}
+        for r in found:
+            key = r.parent_call_id or r.call_id
+            started[key] = min(started.get(key, r.arrived_at), r.arrived_at)
+        found.sort(key=lambda r: (-started[r.parent_call_id or r.call_id], r.parent_call_id or r.call_id, r.segment))
         return s.CallList(tuple(found), len(records))
 
     async def get_call(self, q: s.GetCall) -> s.CallDetail:
@@ -73,9 +80,28 @@ class Archive:
         if rec is None:
             return s.CallDetail(None)
         messages: tuple[s.MessageView, ...] = ()
-        if rec.from_number:
-            messages = (await self.messages(s.MessageQuery(rec.from_number))).messages
-        return s.CallDetail(record_view(rec), messages)
+        number = rec.to_number if rec.direction == "outbound" else rec.from_number
+        if number:
+            messages = (await self.messages(s.MessageQuery(number))).messages
+        return s.CallDetail(record_view(rec), messages, await self._segments(rec))
+
+    async def _segments(self, rec: Any) -> tuple[s.CallRecordView, ...]:
+        """Every stored segment of the customer call ``rec`` belongs to (ids parent, parent-2, ...)."""
+        parent = rec.parent_call_id
+        if parent is None and rec.segment == 1:
+            parent = rec.call_id
+        if parent is None:  # an old record without the link: only itself
+            return ()
+        out = []
+        for n in range(1, MAX_SEGMENTS + 1):
+            seg_id = parent if n == 1 else f"{parent}-{n}"
+            seg = rec if rec.call_id == seg_id else await self._store.get_call(seg_id)
+            if seg is None:
+                if n == 1:
+                    continue  # segment 1 already removed by retention; later ones may still be here
+                break
+            out.append(record_view(seg))
+        return tuple(out) if len(out) > 1 else ()
 
     async def messages(self, q: s.MessageQuery) -> s.MessageList:
         number = q.number.strip()

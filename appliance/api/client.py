@@ -193,6 +193,13 @@ class SocketClient:
     async def line_command(self, cmd: s.LineCommand) -> s.CommandResult:
         return await self._post("/v1/line_command", cmd, s.CommandResult)
 
+    async def dial_plan(self) -> s.DialPlanView:
+        return await self._post("/v1/dial_plan", s.GetDialPlan(), s.DialPlanView)
+
+    async def route(self, number: str) -> s.RouteResult:
+        """Which dial plan rule and lines the box would use for ``number`` (nothing is dialled)."""
+        return await self._post("/v1/route", s.RouteQuery(number), s.RouteResult)
+
     async def search_calls(self, q: s.CallQuery) -> s.CallList:
         return await self._post("/v1/calls", q, s.CallList)
 

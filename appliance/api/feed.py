@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 SIGNAL_HISTORY = 240  # samples kept per line: one per change or per minute -> at least 4 h of history
 SIGNAL_SAMPLE_S = 60.0  # an unchanged signal is still sampled this often so the plot has a time axis
 ALARM_POLL_S = 5.0  # the store raises alarms without telling anyone; its list is short, poll it this often
+# (agents' devices are polled on the same tick: a desk phone (un)registering or an agent switching
+# device in the console publishes nothing, and a 5 s lag is fine for the admin's agents table)
 FANOUT_QUEUE = 1024  # deltas a slow client may lag; beyond that it gets a fresh snapshot instead
 RESYNC = object()  # on the deltas topic: "deltas were lost; send clients a fresh snapshot"
 SEED_CALLS = 5000  # stored records read at start to count today's calls (a busy branch does < 1000/day)
@@ -70,6 +72,7 @@ class SiteFeed:
         self._tasks: set[asyncio.Task[None]] = set()
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._last_alarms: tuple[s.AlarmView, ...] = ()
+        self._devices: dict[str, tuple[str, str, str | None]] = {}  # agent id -> device facts last published
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,7 +134,7 @@ class SiteFeed:
     # --- hub events ------------------------------------------------------------------------
     def _on_acd(self, event: Any) -> None:
         if isinstance(event, AcdAgentChanged):
-            self.deltas.publish(s.AgentChanged(agent_view(event.agent)))
+            self.deltas.publish(s.AgentChanged(self.agent_view(event.agent)))
         elif isinstance(event, AcdQueueChanged):
             qcfg = self._queue_config(event.queue_id)
             if qcfg is not None:
@@ -193,6 +196,10 @@ class SiteFeed:
             self.deltas.publish(s.AlarmsChanged(current))
         if reschedule:
             self._alarm_timer = asyncio.get_running_loop().call_later(ALARM_POLL_S, self._poll_alarms)
+            try:
+                self.refresh_devices()
+            except Exception:  # the admin's view of devices must never stop the alarm poll
+                log.exception("local API: could not refresh the agents' devices")
 
     # --- service level ---------------------------------------------------------------------
     def _count(self, call_id: str, queue_id: str | None, enqueued_at: float, answered_at: float | None) -> bool:
@@ -211,6 +218,33 @@ class SiteFeed:
             if answered_at - enqueued_at <= s.SERVICE_LEVEL_THRESHOLD_S:
                 day.in_sl += 1
         return True
+
+    # --- agents' devices -------------------------------------------------------------------
+    def _device_facts(self, agent_id: str) -> tuple[str, str, str | None]:
+        """(device, phone extension, why that phone cannot take calls) for one agent."""
+        agent = self._box.agent_config(agent_id)
+        phone = agent.phone if agent is not None else ""
+        devices = getattr(self._box, "devices", None)
+        if devices is None:
+            return "browser", phone, None
+        return str(devices.device(agent_id)), phone, devices.phone_problem(agent_id) if phone else None
+
+    def agent_view(self, snap: Any) -> s.AgentView:
+        facts = self._devices[snap.agent_id] = self._device_facts(snap.agent_id)
+        return agent_view(snap, device=facts[0], phone=facts[1], phone_problem=facts[2])
+
+    def refresh_devices(self) -> None:
+        """Publish the agents whose device, phone or phone registration changed since last shown."""
+        acd = self._box.acd
+        if acd is None:
+            return
+        agents = acd.agents()
+        for snap in agents:
+            if self._devices.get(snap.agent_id) != self._device_facts(snap.agent_id):
+                self.deltas.publish(s.AgentChanged(self.agent_view(snap)))
+        if len(self._devices) > len(agents):  # forget deleted agents
+            current = {a.agent_id for a in agents}
+            self._devices = {k: v for k, v in self._devices.items() if k in current}
 
     # --- views -----------------------------------------------------------------------------
     def _queue_config(self, queue_id: str | None) -> QueueConfig | None:
@@ -264,7 +298,7 @@ class SiteFeed:
 
     def snapshot(self, box_info: s.BoxInfo) -> s.SiteSnapshot:
         box = self._box
-        agents = tuple(agent_view(a) for a in box.acd.agents()) if box.acd is not None else ()
+        agents = tuple(self.agent_view(a) for a in box.acd.agents()) if box.acd is not None else ()
         calls = tuple(call_view(c) for c in box.live_calls())
         return s.SiteSnapshot(
             at=self._clock(),

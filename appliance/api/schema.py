@@ -32,6 +32,7 @@ class BoxInfo:
     sip_udp: int | None
     sip_tcp: int | None
     config_path: str  # where admin changes are written
+    extensions: tuple[str, ...] = ()  # desk-phone extensions ([sip] users) an agent's phone may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,9 @@ class AgentView:
     pause_reason: str | None = None
     call_id: str | None = None
     calls_handled: int = 0
+    device: str = "browser"  # where the agent takes calls now: browser | phone
+    phone: str = ""  # the desk-phone extension configured for the agent ("" when none)
+    phone_problem: str | None = None  # why that phone cannot take calls now; None when it is registered
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,9 @@ class CallView:
     agent_name: str | None = None
     hangup_cause: str | None = None
     recording: bool = False
+    direction: str = "inbound"  # inbound | outbound (caller_number is then the number dialled)
+    segment: int = 1  # which party segment the call is in: 2 after the first transfer, ...
+    transfer: str | None = None  # transfer phase in progress (dialing, transferring, consulting, ...), else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +213,11 @@ class CallRecordView:
     recording_path: str | None = None
     recording_s: float | None = None
     dtmf: str = ""
+    segment: int = 1  # 1 for the first party of a call; n > 1 after n-1 transfers
+    transfer: str = ""  # how this segment handed the caller on: blind | attended | "" (it did not)
+    transferred_to: str | None = None  # agent id, queue id or number the caller was handed to
+    transferred_from: str | None = None  # agent id that handed the caller to this segment
+    parent_call_id: str | None = None  # call id of segment 1: every segment of one customer call shares it
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +227,39 @@ class MessageView:
     direction: str
     number: str
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialRuleView:
+    pattern: str  # regular expression matched against the whole (cleaned) number
+    via: tuple[str, ...]  # line kinds (trunk, gsm, analog) or line ids, tried in order
+    strip: int = 0  # digits removed from the front before dialling
+    prepend: str = ""  # added in front before dialling
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DialPlanView:
+    rules: tuple[DialRuleView, ...]  # tried in order; the first match wins
+    lines: tuple[str, ...]  # line ids that can place calls on this box now ("trunk", "gsm:<imei>", ...)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLine:
+    line_id: str
+    state: str  # up | down | starting | ... from the line's status; "not configured" when the box has no such line
+    detail: str = ""  # the line's own words (a GSM line's detail, why the trunk is failing)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    ok: bool  # False: the number cannot be dialled (message says why)
+    message: str
+    number: str = ""  # the number as cleaned for matching
+    rule_no: int = 0  # 1-based position of the matching rule; 0 when none
+    rule: DialRuleView | None = None
+    dialled: str = ""  # what the line is asked to dial (after strip/prepend)
+    lines: tuple[RouteLine, ...] = ()  # tried in this order; a line down or busy is skipped for the next
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +282,7 @@ class PutAgent:
     queues: tuple[str, ...]
     password: str | None = None  # required when creating; None keeps the current one
     create: bool = False  # True refuses to overwrite an existing agent
+    phone: str | None = None  # desk-phone extension ([sip] users); "" removes it; None keeps the current one
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +340,16 @@ class GetCall:
 
 
 @dataclass(frozen=True, slots=True)
+class GetDialPlan:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RouteQuery:
+    number: str  # a number as an agent would dial it
+
+
+@dataclass(frozen=True, slots=True)
 class MessageQuery:
     number: str
 
@@ -334,6 +390,7 @@ class CallList:
 class CallDetail:
     call: CallRecordView | None
     messages: tuple[MessageView, ...] = ()  # SMS/chat with the same number
+    segments: tuple[CallRecordView, ...] = ()  # every segment of the same customer call, in order (transfers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +431,10 @@ MESSAGE_TYPES: dict[str, type] = {
     "line_command": LineCommand,
     "call_query": CallQuery,
     "get_call": GetCall,
+    "get_dial_plan": GetDialPlan,
+    "route_query": RouteQuery,
+    "dial_plan": DialPlanView,
+    "route_result": RouteResult,
     "message_query": MessageQuery,
     "export_recording": ExportRecording,
     "delete_recording": DeleteRecording,

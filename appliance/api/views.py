@@ -5,7 +5,7 @@ from typing import Any
 
 from appliance.acd.agent import AgentSnapshot
 from appliance.api.schema import (
-    AgentView, AlarmView, CallRecordView, CallView, LineView, MessageView, SignalSample,
+    AgentView, AlarmView, CallRecordView, CallView, DialRuleView, LineView, MessageView, SignalSample,
 )
 from appliance.call_events import LiveCallSnapshot
 from appliance.lines import LineStatus
@@ -21,7 +21,8 @@ LINE_ACTIONS: dict[str, str] = {
 }
 
 
-def agent_view(snap: AgentSnapshot) -> AgentView:
+def agent_view(snap: AgentSnapshot, *, device: str = "browser", phone: str = "",
+               phone_problem: str | None = None) -> AgentView:
     return AgentView(
         agent_id=snap.agent_id,
         name=snap.name,
@@ -31,6 +32,9 @@ def agent_view(snap: AgentSnapshot) -> AgentView:
         pause_reason=snap.pause_reason,
         call_id=snap.call_id,
         calls_handled=snap.calls_handled,
+        device=device,
+        phone=phone,
+        phone_problem=phone_problem if phone else None,
     )
 
 
@@ -49,6 +53,9 @@ def call_view(snap: LiveCallSnapshot) -> CallView:
         agent_name=snap.agent_name,
         hangup_cause=snap.hangup_cause,
         recording=snap.recording,
+        direction=snap.direction,
+        segment=snap.segment,
+        transfer=snap.transfer,
     )
 
 
@@ -133,7 +140,17 @@ def record_view(rec: CallRecord) -> CallRecordView:
         recording_path=rec.recording_path,
         recording_s=rec.recording_s,
         dtmf=rec.dtmf,
+        segment=rec.segment,
+        transfer=rec.transfer,
+        transferred_to=rec.transferred_to,
+        transferred_from=rec.transferred_from,
+        parent_call_id=rec.parent_call_id,
     )
+
+
+def dial_rule_view(rule: Any) -> DialRuleView:
+    """An ``appliance.dialplan.DialRule`` as the API shows it."""
+    return DialRuleView(pattern=rule.pattern, via=tuple(rule.via), strip=rule.strip, prepend=rule.prepend, name=rule.name)
 
 
 def message_view(msg: Any) -> MessageView:

@@ -29,6 +29,27 @@ CALLS = (
                offers=("bob",)),
 )
 
+# what the call features added: calls placed by agents, and one customer call transferred between agents
+FEATURE_CALLS = (
+    CallRecord(call_id="o-0001", line_id="gsm0", line_kind="gsm", direction="outbound", from_number=None,
+               from_name=None, to_number="07700900555", queue=None, outcome=CallOutcome.FAILED, hangup_cause="busy",
+               arrived_at=DAY + 7200, ended_at=DAY + 7206, agent_id="alice", agent_name="Alice Martin"),
+    CallRecord(call_id="o-0002", line_id="gsm0", line_kind="gsm", direction="outbound", from_number=None,
+               from_name=None, to_number="07700900556", queue=None, outcome=CallOutcome.ANSWERED,
+               hangup_cause="agent hung up", arrived_at=DAY + 7300, answered_at=DAY + 7305, ended_at=DAY + 7395,
+               talk_s=90.0, agent_id="bob", agent_name="Bob Okafor"),
+    CallRecord(call_id="c-0004", line_id="sip", line_kind="sip", direction="inbound", from_number="+447700900004",
+               from_name=None, to_number="support", queue="support", outcome=CallOutcome.ANSWERED,
+               hangup_cause="agent hung up", arrived_at=DAY + 7400, enqueued_at=DAY + 7401, answered_at=DAY + 7406,
+               ended_at=DAY + 7466, wait_s=5.0, talk_s=60.0, agent_id="alice", agent_name="Alice Martin",
+               offers=("alice",), transfer="attended", transferred_to="bob", parent_call_id="c-0004"),
+    CallRecord(call_id="c-0004-2", line_id="sip", line_kind="sip", direction="inbound", from_number="+447700900004",
+               from_name=None, to_number="support", queue="support", outcome=CallOutcome.ANSWERED,
+               hangup_cause="caller hung up", arrived_at=DAY + 7400, answered_at=DAY + 7466, ended_at=DAY + 7526,
+               talk_s=60.0, agent_id="bob", agent_name="Bob Okafor", disposition="resolved", segment=2,
+               transferred_from="alice", parent_call_id="c-0004"),
+)
+
 LINES = (
     LineStatus(line_id="gsm0", kind=LineKind.GSM, state="up", detail="registered", signal=12, operator="Vodafone UK",
                registration="home", sim="ready", imei="356938035643809", iccid="8944110068256270054", model="EC25",
@@ -55,6 +76,11 @@ def seed_calls(rb: RunningBox) -> None:
     write_wav(box.store.recordings_dir() / "2026/06/01/c-0001.wav")
     for rec in CALLS:
         rb.call(lambda rec=rec: box.store.save_call(rec))
+
+
+def seed_feature_calls(rb: RunningBox) -> None:
+    for rec in FEATURE_CALLS:
+        rb.call(lambda rec=rec: rb.box.store.save_call(rec))
 
 
 async def publish_lines(rb: RunningBox) -> None:

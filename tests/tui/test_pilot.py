@@ -60,7 +60,7 @@ async def test_agent_created_in_the_tui_can_log_in_to_the_console_at_once(runnin
         assert ("agent dana created", "information") in app.notes
         await wait_until(pilot, lambda: any(r[0] == "dana" for r in rows(app, "agents-table")))
         dana = next(r for r in rows(app, "agents-table") if r[0] == "dana")
-        assert dana[1:] == ["Dana Scully", "logged out", "1:23", "support", "0"]
+        assert dana[1:] == ["Dana Scully", "logged out", "1:23", "support", "0", "browser"]
         assert await login_status(running_box, "dana", "dana-pass-1") == 200
 
 
@@ -148,7 +148,8 @@ async def test_call_search_and_record_detail(running_box: RunningBox) -> None:
         app.screen.query_one("#q-number", Input).focus()
         await pilot.press(*"900002", "enter")
         await wait_until(pilot, lambda: len(rows(app, "calls-table")) == 1)
-        assert rows(app, "calls-table")[0][1:4] == ["+447700900002", "support", "abandoned"]
+        assert rows(app, "calls-table")[0][1:4] == ["in", "+447700900002", "abandoned"]
+        assert rows(app, "calls-table")[0][6] == "support"
         app.screen.query_one("#q-number", Input).value = ""
         app.screen.query_one("#q-agent", Input).focus()
         await pilot.press(*"alice", "enter", "escape")

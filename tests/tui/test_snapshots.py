@@ -14,21 +14,25 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RichLog
 
 from appliance.api.client import SocketClient
-from tests.api.running_box import RunningBox
-from tests.api.seed import seed_calls, seed_lines
+from tests.api.running_box import CONFIG, RunningBox
+from tests.api.scripted import DIAL_PLAN
+from tests.api.seed import CALLS, FEATURE_CALLS, seed_calls, seed_feature_calls, seed_lines
 from tests.tui.conftest import FrozenClock
 from tui.app import BranchlineApp
 
 SIZES = [(80, 24), (120, 40)]
 READY_TIMEOUT_S = 15.0
-MODE_KEYS = {"lines": "2", "agents": "3", "calls": "4", "recordings": "5", "logs": "6", "sync": "7", "help": "7"}
+MODE_KEYS = {"lines": "2", "dialplan": "2", "agents": "3", "calls": "4", "recordings": "5", "logs": "6", "sync": "7", "help": "7"}
 
 
 @pytest.fixture(scope="module")
 def seeded_box(tmp_path_factory: pytest.TempPathFactory):
-    rb = RunningBox(Path(tmp_path_factory.mktemp("snapbox"))).start()
+    root = Path(tmp_path_factory.mktemp("snapbox"))
+    (root / "branchline.toml").write_text(CONFIG + DIAL_PLAN)
+    rb = RunningBox(root).start()
     try:
         seed_calls(rb)
+        seed_feature_calls(rb)
         seed_lines(rb)
         log = logging.getLogger("tests.tui.snap")
         rb.call(lambda: (log.warning("modem gsm0: signal dropped to 5"), log.error("analog0: no dial tone on the line")))
@@ -64,10 +68,15 @@ def ready(mode: str):
         elif mode == "lines":
             await _until(pilot, lambda: _rows(pilot, "lines-table") == 3)
             await pilot.press("down")  # gsm0, with its signal history
+        elif mode == "dialplan":
+            await pilot.press("p")
+            await _until(pilot, lambda: _rows(pilot, "dp-rules") == 2)
+            await pilot.press(*"07700", "space", *"900123", "enter")
+            await _until(pilot, lambda: screen.route_result is not None)
         elif mode == "agents":
             await _until(pilot, lambda: _rows(pilot, "agents-table") == 2)
         elif mode == "calls":
-            await _until(pilot, lambda: _rows(pilot, "calls-table") == 3)
+            await _until(pilot, lambda: _rows(pilot, "calls-table") == len(CALLS) + len(FEATURE_CALLS))
         elif mode == "recordings":
             await _until(pilot, lambda: _rows(pilot, "rec-table") == 1 and str(screen.query_one("#rec-table", DataTable).get_row_at(0)[1]) == "c-0001")
         elif mode == "logs":
@@ -87,6 +96,6 @@ def make_app(rb: RunningBox) -> BranchlineApp:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("mode", ["dashboard", "lines", "agents", "calls", "recordings", "logs", "sync", "help"])
+@pytest.mark.parametrize("mode", ["dashboard", "lines", "dialplan", "agents", "calls", "recordings", "logs", "sync", "help"])
 def test_screen(snap_compare, seeded_box: RunningBox, mode: str, size: tuple[int, int]) -> None:
     assert snap_compare(make_app(seeded_box), terminal_size=size, run_before=ready(mode))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,10 +20,24 @@ def split_list(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+def device_text(a: s.AgentView) -> Text:
+    """Where the agent takes calls, and whether its desk phone is registered."""
+    if not a.phone:
+        return Text("desk phone (none set)" if a.device == "phone" else "browser", style="red" if a.device == "phone" else "")
+    registered = a.phone_problem is None
+    state = Text("registered", style="green") if registered else Text("not registered", style="red")
+    if a.device == "phone":
+        return Text.assemble(f"desk phone {a.phone} (", state, ")")
+    return Text.assemble("browser (phone ", a.phone, ": ", state, ")")
+
+
 class AgentsScreen(SiteScreen):
     HELP = ("Changes are checked by the box, written to its config file and applied at once: a new agent "
             "can log in to the console straight away. Tab moves between the agents and the queues table; "
-            "the keys act on the table that has the focus.")
+            "the keys act on the table that has the focus. Device says where each agent takes calls now "
+            "(browser, or the SIP desk phone the agent chose in the console) and whether the agent's desk "
+            "phone is registered. Edit sets an agent's desk-phone extension: one of the box's [sip] users "
+            "(empty: browser only).")
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
@@ -42,7 +57,7 @@ class AgentsScreen(SiteScreen):
         super().on_mount()
         agents = self.query_one("#agents-table", DataTable)
         agents.border_title = "Agents (n new, e edit, x delete, p reset password)"
-        agents.add_columns("Id", "Name", "State", "For", "Queues", "Calls")
+        agents.add_columns("Id", "Name", "State", "For", "Queues", "Calls", "Device")
         queues = self.query_one("#queues-table", DataTable)
         queues.border_title = "Queues (n new, e edit, x delete, m members)"
         queues.add_columns("Id", "Name", "Members", "Waiting", "Dispositions")
@@ -53,7 +68,8 @@ class AgentsScreen(SiteScreen):
     def show_site(self, site: s.SiteSnapshot) -> None:
         c = self.clock
         fill(self.query_one("#agents-table", DataTable),
-             [(a.agent_id, (a.agent_id, a.name, state_text(a.state), c.age(a.since), ", ".join(a.queues) or "-", str(a.calls_handled)))
+             [(a.agent_id, (a.agent_id, a.name, state_text(a.state), c.age(a.since), ", ".join(a.queues) or "-",
+                            str(a.calls_handled), device_text(a)))
               for a in site.agents], empty="no agents")
         fill(self.query_one("#queues-table", DataTable),
              [(q.queue_id, (q.queue_id, q.name, str(sum(1 for a in site.agents if q.queue_id in a.queues)), str(q.waiting),
@@ -77,6 +93,11 @@ class AgentsScreen(SiteScreen):
         site = self.admin_app.site
         options = tuple((q.queue_id, f"{q.queue_id} ({q.name})") for q in site.queues) if site else ()
         return Choice("queues", "Queues", options, selected)
+
+    def _extensions_hint(self) -> str:
+        site = self.admin_app.site
+        extensions = site.box.extensions if site else ()
+        return f"one of {', '.join(extensions)}" if extensions else "no desk phones in [sip] users"
 
     def _done(self, result: Any) -> None:
         if result is not None:
@@ -107,7 +128,7 @@ class AgentsScreen(SiteScreen):
         async def submit(v: dict[str, Any]) -> s.CommandResult:
             return await client.put_agent(s.PutAgent(
                 agent_id=v["agent_id"].strip(), name=v["name"].strip(), queues=v["queues"],
-                password=v["password"] or None, create=create))
+                password=v["password"] or None, create=create, phone=v["phone"].strip()))
 
         fields = [
             Field("agent_id", "Agent id (login)", agent.agent_id if agent else "", disabled=not create,
@@ -115,6 +136,8 @@ class AgentsScreen(SiteScreen):
             Field("name", "Name", agent.name if agent else ""),
             Field("password", "Password" if create else "New password (empty keeps the current one)", password=True,
                   placeholder="at least 8 characters"),
+            Field("phone", "Desk phone extension (empty: browser only)", agent.phone if agent else "",
+                  placeholder=self._extensions_hint()),
         ]
         default_queues = agent.queues if agent else tuple(q.queue_id for q in self.admin_app.site.queues[:1]) if self.admin_app.site else ()
         self.app.push_screen(FormScreen("New agent" if create else f"Edit agent {agent.agent_id}", fields, submit,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from appliance.api import schema as s
+from tui.call_format import direction, record_number, record_outcome, record_party, record_transfer
 from tui.clock import duration
 from tui.screens.base import SiteScreen
 from tui.screens.forms import MessageScreen
@@ -18,18 +20,43 @@ from tui.widgets.tables import SiteTable, fill, selected_key
 
 
 def record_text(rec: s.CallRecordView, clock: Any) -> str:
+    outbound = rec.direction == "outbound"
     rows = [
-        ("Call", rec.call_id), ("Line", rec.line_id), ("Direction", rec.direction),
-        ("From", f"{rec.from_number or 'withheld'}{f' ({rec.from_name})' if rec.from_name else ''}"),
-        ("To", rec.to_number or "-"), ("Queue", rec.queue or "-"), ("Outcome", rec.outcome),
-        ("Hang-up", rec.hangup_cause or "-"), ("Arrived", clock.date_time(rec.arrived_at)),
+        ("Call", rec.call_id), ("Line", rec.line_id or "-"),
+        ("Direction", "outbound (placed by the agent)" if outbound else rec.direction),
+    ]
+    if outbound:
+        rows += [("Dialled", rec.to_number or "-")]
+    else:
+        rows += [("From", f"{rec.from_number or 'withheld'}{f' ({rec.from_name})' if rec.from_name else ''}"),
+                 ("To", rec.to_number or "-"), ("Queue", rec.queue or "-")]
+    rows += [
+        ("Outcome", rec.outcome.replace("_", " ")), ("Hang-up", rec.hangup_cause or "-"),
+        ("Started" if outbound else "Arrived", clock.date_time(rec.arrived_at)),
         ("Answered", clock.date_time(rec.answered_at)), ("Ended", clock.date_time(rec.ended_at)),
         ("Wait", duration(rec.wait_s)), ("Talk", duration(rec.talk_s)), ("Wrap-up", duration(rec.wrapup_s)),
         ("Agent", f"{rec.agent_name or rec.agent_id or '-'}"), ("Disposition", rec.disposition or "-"),
-        ("Offered to", ", ".join(rec.offers) or "-"), ("DTMF", rec.dtmf or "-"),
+    ]
+    if rec.segment > 1 or rec.transfer or rec.transferred_to or rec.transferred_from:
+        rows += [("Segment", f"{rec.segment} of call {rec.parent_call_id or rec.call_id}"),
+                 ("Transfer", record_transfer(rec))]
+    if not outbound:
+        rows += [("Offered to", ", ".join(rec.offers) or "-")]
+    rows += [
+        ("DTMF", rec.dtmf or "-"),
         ("Recording", f"{rec.recording_path} ({duration(rec.recording_s)})" if rec.recording_path else "none"),
     ]
-    return "\n".join(f"[b]{k:<12}[/b]{v}" for k, v in rows)
+    return "\n".join(f"[b]{k:<12}[/b]{escape(str(v))}" for k, v in rows)
+
+
+def call_path_text(segments: tuple[s.CallRecordView, ...], current: str) -> str:
+    """One customer call across agents: each segment, who took it, for how long, and where it went."""
+    lines = []
+    for seg in segments:
+        mark = "  [b]<- this record[/b]" if seg.call_id == current else ""
+        lines.append(f"{seg.segment:>2}. {escape(record_party(seg)):<16} {record_outcome(seg).plain:<10} "
+                     f"talk {duration(seg.talk_s):<6} {escape(record_transfer(seg))}{mark}")
+    return "\n".join(lines)
 
 
 class CallDetailScreen(ModalScreen[None]):
@@ -43,6 +70,9 @@ class CallDetailScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         d = self._detail
         text = record_text(d.call, self._clock) if d.call else "This call is no longer stored."
+        if d.call and d.segments:
+            text += ("\n\n[b]Call path[/b] (one customer call across agents, in order)\n"
+                     + call_path_text(d.segments, d.call.call_id))
         if d.messages:
             text += "\n\n[b]Messages with this number[/b]\n" + "\n".join(
                 f"{self._clock.date_time(m.at)} {'<-' if m.direction == 'in' else '->'} {m.body}" for m in d.messages)
@@ -56,10 +86,13 @@ class CallDetailScreen(ModalScreen[None]):
 
 
 class CallsScreen(SiteScreen):
-    HELP = ("Search the stored call records: dates as YYYY-MM-DD (either may be empty), part of a phone "
-            "number, or an agent id; enter searches. Enter on a result opens the record with its "
-            "disposition and any SMS with that number. m lists the SMS conversation with the number "
-            "in the number field.")
+    HELP = ("Search the stored call records, received (in) and placed by agents (out): dates as YYYY-MM-DD "
+            "(either may be empty), part of a phone number (caller or number dialled), or an agent id; enter "
+            "searches. An outbound call that was not answered shows why (busy, no answer, line down). A "
+            "transferred call has one row per agent, grouped under the first (└ part 2 ...), with where "
+            "each part came from and went to. Enter on a result opens the record with its call path, "
+            "disposition and any SMS with that number. m lists the SMS conversation with the number in "
+            "the number field.")
     BINDINGS = [Binding("ctrl+f", "focus_search", "Search"), Binding("m", "messages", "Messages")]
 
     def compose(self) -> ComposeResult:
@@ -76,7 +109,8 @@ class CallsScreen(SiteScreen):
         super().on_mount()
         table = self.query_one("#calls-table", DataTable)
         table.border_title = "Stored calls"
-        table.add_columns("When", "From", "Queue", "Outcome", "Agent", "Wait", "Talk", "Disposition")
+        table.add_columns("When", "Dir", "Number", "Outcome", "Agent", "Transfer", "Queue", "Line", "Wait", "Talk",
+                          "Disposition")
         self.search()
 
     def action_focus_search(self) -> None:
@@ -99,11 +133,13 @@ class CallsScreen(SiteScreen):
         except Exception as exc:
             self.notify(str(exc), title="Search", severity="error")
             return
-        c = self.clock
-        fill(table, [(r.call_id, (c.date_time(r.arrived_at), r.from_number or "withheld", r.queue or "-", r.outcome,
-                                  r.agent_name or r.agent_id or "-", duration(r.wait_s), duration(r.talk_s), r.disposition or "-"))
-                     for r in found.calls], empty="no matching calls")
+        fill(table, [(r.call_id, self._row(r)) for r in found.calls], empty="no matching calls")
         table.border_subtitle = f"{len(found.calls)} found in {found.scanned} stored"
+
+    def _row(self, r: s.CallRecordView) -> tuple[object, ...]:
+        when = self.clock.date_time(r.arrived_at) if r.segment == 1 else f"  └ part {r.segment}"
+        return (when, direction(r.direction), record_number(r), record_outcome(r), record_party(r), record_transfer(r),
+                r.queue or "-", r.line_id or "-", duration(r.wait_s), duration(r.talk_s), r.disposition or "-")
 
     def action_messages(self) -> None:
         number = self.query_one("#q-number", Input).value.strip()

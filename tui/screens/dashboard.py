@@ -9,6 +9,7 @@ from textual.containers import Grid
 from textual.widgets import DataTable, Footer, Header
 
 from appliance.api import schema as s
+from tui.call_format import direction, live_number, live_transfer
 from tui.screens.base import SiteScreen
 from tui.widgets.signal import signal_bars
 from tui.widgets.tables import SiteTable, fill, state_text
@@ -36,7 +37,9 @@ TICK_S = 1.0  # the "For" columns count in whole seconds
 class DashboardScreen(SiteScreen):
     HELP = ("The dashboard shows the whole branch: lines (GSM signal, operator, SIM, registration), "
             "queues (waiting, longest wait, today's service level: answered within 20 s), agents by state "
-            "with time in state, live calls and alarms. It updates live.")
+            "with time in state, live calls and alarms. Live calls show the direction (in, or out for a "
+            "call an agent places; 'dialing' until it is answered), the agent talking to the customer now, "
+            "the line, and a transfer in progress or the part of a transferred call. It updates live.")
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -54,7 +57,7 @@ class DashboardScreen(SiteScreen):
             "dash-lines": ("Lines", ("Line", "State", "Sig", "Detail")),
             "dash-queues": ("Queues", ("Queue", "Wait", "Longest", "SL today")),
             "dash-agents": ("Agents", ("Agent", "State", "For")),
-            "dash-calls": ("Live calls", ("Caller", "State", "Agent", "For")),
+            "dash-calls": ("Live calls", ("Dir", "Number", "State", "Agent", "For", "Line", "Transfer")),
             "dash-alarms": ("Alarms", ("Time", "Source", "Alarm")),
         }
         for table_id, (title, columns) in spec.items():
@@ -83,7 +86,8 @@ class DashboardScreen(SiteScreen):
         fill(table, [(a.agent_id, (a.name, state_text(a.state), c.age(a.since))) for a in agents], empty="no agents")
         table.border_subtitle = " ".join(f"{st.replace('_', ' ')} {counts[st]}" for st in AGENT_ORDER if counts[st])
         fill(self.query_one("#dash-calls", DataTable),
-             [(k.call_id, (k.caller_number or k.caller_name or "withheld", state_text(k.state), k.agent_name or "-", c.age(k.since)))
+             [(k.call_id, (direction(k.direction), live_number(k), state_text(k.state), k.agent_name or k.agent_id or "-",
+                           c.age(k.since), k.line_id or "-", live_transfer(k)))
               for k in site.calls], empty="no calls")
         alarms = self.query_one("#dash-alarms", DataTable)
         fill(alarms, [(f"{a.source}:{a.kind}:{a.subject}", (c.time_of_day(a.at), a.source, Text(f"{a.subject}: {a.message}", style="red")))

@@ -1,13 +1,15 @@
-"""Lines: details of each line, its signal history, and line commands (enable, reset, test SMS, USSD)."""
+"""Lines: details of each line, its signal history, line commands (enable, reset, test SMS, USSD),
+and the outbound dial plan with a "test a number" field."""
 from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Input, Static
 from textual_plotext import PlotextPlot
 
 from appliance.api import schema as s
@@ -32,25 +34,65 @@ def line_details(line: s.LineView, clock: Any) -> str:
     return "\n".join(f"[b]{k:<13}[/b]{v}" for k, v in rows)
 
 
+def rule_rewrite(rule: s.DialRuleView) -> str:
+    parts = ([f"strip {rule.strip}"] if rule.strip else []) + ([f"prepend {rule.prepend}"] if rule.prepend else [])
+    return ", ".join(parts) or "-"
+
+
+def route_text(result: s.RouteResult) -> str:
+    """The answer to "test a number": the matching rule, what is dialled, and the lines tried in order."""
+    if not result.ok:
+        head = f"[b]{escape(result.number)}[/b]: " if result.number else ""
+        return f"{head}[red]{escape(result.message)}[/red]"
+    rule = result.rule
+    name = f" ({escape(rule.name)})" if rule and rule.name else ""
+    rows = [
+        f"[b]Number[/b]   {escape(result.number)}",
+        f"[b]Rule[/b]     {result.rule_no}{name}: {escape(rule.pattern) if rule else '-'}",
+        f"[b]Dials[/b]    {escape(result.dialled)}",
+        "[b]Lines[/b]    tried in order (skips down/busy)",
+    ]
+    width = max((len(line.line_id) for line in result.lines), default=0)
+    for i, line in enumerate(result.lines, 1):
+        style = "green" if line.state == "up" else "red" if line.state in ("down", "not configured") else "yellow"
+        detail = f" [dim]({escape(line.detail)})[/dim]" if line.detail and line.detail != line.state else ""
+        rows.append(f"  {i}. {escape(line.line_id.ljust(width))}  [{style}]{escape(line.state)}[/{style}]{detail}")
+    if not result.lines:
+        rows.append("  [red]none[/red]")
+    return "\n".join(rows)
+
+
 class LinesScreen(SiteScreen):
     HELP = ("Lines shows what each line driver reports. Commands go to the line's driver; a line whose "
-            "driver does not offer a command says so.")
+            "driver does not offer a command says so. p shows the outbound dial plan instead of the line "
+            "details: its rules in order (the first that matches a number wins) and a field to test a "
+            "number: it shows the rule that matches, the number the line is asked to dial and the lines "
+            "that would be tried, in order, with their state now. Nothing is dialled. p again goes back.")
     BINDINGS = [
         Binding("e", "line('enable')", "Enable"),
         Binding("d", "line('disable')", "Disable"),
         Binding("r", "line('reset')", "Reset"),
         Binding("s", "sms", "Test SMS"),
         Binding("u", "ussd", "USSD"),
+        Binding("p", "dial_plan", "Dial plan"),
     ]
+    route_result: s.RouteResult | None = None  # the last "test a number" answer shown
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="lines-body"):
             yield SiteTable(id="lines-table", cursor_type="row")
-            with Vertical(id="lines-side"):
-                with VerticalScroll(id="line-detail-box"):
-                    yield Static("", id="line-detail")
-                yield PlotextPlot(id="line-plot")
+            with ContentSwitcher(initial="lines-side", id="lines-switch"):
+                with Vertical(id="lines-side"):
+                    with VerticalScroll(id="line-detail-box"):
+                        yield Static("", id="line-detail")
+                    yield PlotextPlot(id="line-plot")
+                with Vertical(id="dialplan-side"):
+                    yield SiteTable(id="dp-rules", cursor_type="row")
+                    yield Input(placeholder="a number as an agent would dial it", id="dp-number")
+                    with VerticalScroll(id="dp-result-box"):
+                        yield Static("Nothing is dialled: the box only says which rule and lines it would use.",
+                                     id="dp-result")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -60,6 +102,11 @@ class LinesScreen(SiteScreen):
         table.add_columns("Line", "Kind", "State", "Sig")
         self.query_one("#line-detail-box").border_title = "Details"
         self.query_one("#line-plot").border_title = "Signal history"
+        rules = self.query_one("#dp-rules", DataTable)
+        rules.border_title = "Dial plan (p: back to line details)"
+        rules.add_columns("#", "Name", "Pattern", "Via", "Rewrite")
+        self.query_one("#dp-number").border_title = "Test a number (enter)"
+        self.query_one("#dp-result-box").border_title = "Route"
         if self.admin_app.site is not None:
             self.show_site(self.admin_app.site)
 
@@ -74,7 +121,7 @@ class LinesScreen(SiteScreen):
         key = selected_key(self.query_one("#lines-table", DataTable))
         return next((ln for ln in site.lines if ln.line_id == key), None) if site else None
 
-    @on(DataTable.RowHighlighted)
+    @on(DataTable.RowHighlighted, "#lines-table")
     def _show_selected(self) -> None:
         line = self._selected()
         detail = self.query_one("#line-detail", Static)
@@ -139,6 +186,49 @@ class LinesScreen(SiteScreen):
     def _done(self, result: Any) -> None:
         if result is not None:
             self.notify(result.message, title="Line")
+
+    # --- dial plan ---------------------------------------------------------------------------
+    def action_dial_plan(self) -> None:
+        switcher = self.query_one("#lines-switch", ContentSwitcher)
+        if switcher.current == "dialplan-side":
+            switcher.current = "lines-side"
+            self.action_leave_field()
+            return
+        switcher.current = "dialplan-side"
+        self.query_one("#dp-number", Input).focus()
+        self._load_dial_plan()
+
+    @work(exclusive=True, exit_on_error=False, group="dial-plan")
+    async def _load_dial_plan(self) -> None:
+        table = self.query_one("#dp-rules", DataTable)
+        try:
+            plan = await self.client.dial_plan()
+        except Exception as exc:
+            self.notify(str(exc), title="Dial plan", severity="error")
+            return
+        fill(table, [(str(i), (str(i), r.name or "-", r.pattern, ", ".join(r.via), rule_rewrite(r)))
+                     for i, r in enumerate(plan.rules, 1)], empty="no rules")
+        table.border_subtitle = f"lines that can dial: {', '.join(plan.lines) or 'none'}"
+
+    @on(Input.Submitted, "#dp-number")
+    def _test_number(self, event: Input.Submitted) -> None:
+        self._route(event.value.strip())
+
+    @work(exclusive=True, exit_on_error=False, group="dial-plan-test")
+    async def _route(self, number: str) -> None:
+        result_view = self.query_one("#dp-result", Static)
+        if not number:
+            result_view.update("Type a number first.")
+            return
+        try:
+            result = await self.client.route(number)
+        except Exception as exc:
+            self.notify(str(exc), title="Dial plan", severity="error")
+            return
+        self.route_result = result
+        result_view.update(route_text(result))
+        if result.rule_no:
+            self.query_one("#dp-rules", DataTable).move_cursor(row=result.rule_no - 1, animate=False)
 
     @work(exit_on_error=False, group="line-command")
     async def _send(self, cmd: s.LineCommand) -> None:

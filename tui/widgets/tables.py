@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 STATE_STYLES = {
-    "up": "green", "available": "green", "on_call": "bold cyan", "reserved": "yellow", "offered": "yellow",
+    "up": "green", "available": "green", "on_call": "bold cyan", "reserved": "yellow", "offered": "yellow", "dialing": "yellow",
     "wrap_up": "magenta", "paused": "yellow", "queued": "yellow", "arriving": "yellow",
     "down": "bold red", "disabled": "dim", "logged_out": "dim", "starting": "yellow", "registering": "yellow",
     "unknown": "dim",
@@ -50,6 +50,9 @@ def fill(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]], empty: 
         except Exception:  # the cursor was past the end; nothing to keep
             selected = None
     table.clear()
+    for column in table.columns.values():  # auto widths follow the rows shown now ("no calls" made Dir wide)
+        if column.auto_width:
+            column.content_width = column.label.cell_len
     keys = []
     for key, cells in rows:
         table.add_row(*cells, key=key)
