@@ -101,3 +101,40 @@ async def test_busy_number_is_reported_to_the_agent_and_stored(tmp_path: Path) -
     assert rec.direction == "outbound" and rec.outcome == "failed" and rec.hangup_cause == "busy", rec
     assert rec.answered_at is None and rec.recording_path is None and rec.line_id.startswith("gsm:"), rec
     assert rec.disposition == "wrong number", rec
+
+
+async def test_agent_dials_out_on_the_analog_line(tmp_path: Path) -> None:
+    """Default dial plan, no trunk and no GSM: the call goes out on the simulated V.253 line
+    (ATD in voice mode, VCON); the simulated callee speaks a 1000 Hz tone for 3 s and hangs up."""
+    from tests.e2e.test_queue_raw_sip import AnyWith, ConsoleAgent
+    from tests.e2e.test_simulated_lines import sim_cli
+
+    async with running_box(tmp_path, simulators="gsm = false\nanalog = true") as box:
+        await box.wait_for_log(r"analog:0: ready on", timeout=LINE_UP_TIMEOUT_S)
+        rc, out = await sim_cli(box, "callee", "analog", "answer", "--hangup-after", "3")
+        assert rc == 0, out
+        agent = ConsoleAgent(box.web_url, "alice", "alice-pw")
+        try:
+            await agent.login()
+            await agent.connect_audio()
+            await agent.send("available")
+            await agent.next("state", agent=AnyWith(state="available"))
+            await agent.send("dial", number="503-555-0100")
+            dialing = await agent.next("dialing")
+            on_call = await agent.next("call", state="on_call", timeout_s=30.0)
+            assert on_call["line"] == "analog:0" and on_call["direction"] == "outbound", on_call
+            ended = await agent.next("call", state="ended", timeout_s=30.0)
+            assert ended["cause"] == "far end hung up", ended
+            await agent.next("state", agent=AnyWith(state="wrap_up"))
+        finally:
+            await agent.close()
+        assert await box.stop() == 0
+    calls, rec_dir = await load_record(box.data_dir)
+    rec = next(c for c in calls if c.call_id == dialing["call_id"])
+    assert rec.direction == "outbound" and rec.outcome == "answered" and rec.line_id == "analog:0", rec
+    assert rec.to_number == "5035550100" and rec.line_kind == "analog", rec
+    assert 2.0 < rec.talk_s < 10.0, rec.talk_s  # the callee hung up 3 s after answering (busy tone detection adds a little)
+    with wave.open(str(rec_dir / rec.recording_path)) as w:
+        left = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)[:, 0]
+    assert abs(peak_hz(left) - CALLEE_TONE_HZ) <= TONE_TOLERANCE_HZ  # the analog callee's voice
+    assert loud_seconds(left) > 2.0
