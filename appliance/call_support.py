@@ -19,7 +19,15 @@ log = logging.getLogger(__name__)
 
 CUSTOMER_LOOKUP_TIMEOUT_S = 2.0  # index lookups are in memory; a slow disk must not hold the call
 BRIDGE_STOP_TIMEOUT_S = 10.0  # finalising the recorder (flush + fsync + header) must end by then
+HANGUP_TIMEOUT_S = 5.0  # a line that cannot confirm a hang-up within this is left to its driver
 HISTORY_ITEMS = 5  # earlier contacts shown beside an offer
+
+
+class Hangable(Protocol):
+    call_id: str
+    line_id: str
+
+    async def hangup(self, cause: Any) -> None: ...
 
 
 class CallStore(Protocol):
@@ -85,3 +93,20 @@ async def stop_bridge(bridge: Bridge) -> float | None:
         log.warning("recording did not finalise within %.0fs; it will be repaired at next start", BRIDGE_STOP_TIMEOUT_S)
         return None
     return stats.recorder.seconds_written if stats.recorder is not None else None
+
+
+async def hang_up(call: Hangable, cause: Any) -> None:
+    """Hang up a line call (inbound or outbound), waiting a bounded time for the line to confirm."""
+    try:
+        async with asyncio.timeout(HANGUP_TIMEOUT_S):
+            await call.hangup(cause)
+    except TimeoutError:
+        log.warning("line %s did not confirm hang-up of call %s within %.0fs", call.line_id, call.call_id, HANGUP_TIMEOUT_S)
+
+
+async def save_record(store: CallStore, rec: Any) -> None:
+    """Store a call record; a storage failure is logged, never raised into the call flow."""
+    try:
+        await store.save_call(rec)
+    except Exception:
+        log.exception("could not store the record of call %s", rec.call_id)

@@ -22,7 +22,7 @@ from appliance.config import BoxConfig, QueueConfig
 from appliance.conversation import Conversation
 from appliance.hub import Topic
 from appliance.lines import CallGone, HangupCause, InboundCall
-from appliance.call_support import CallStore, customer_context, start_recorder
+from appliance.call_support import HANGUP_TIMEOUT_S, CallStore, customer_context, hang_up, save_record, start_recorder
 from appliance.live_call import AgentMediaDirectory, DialExternal, LiveCall
 from appliance.records import CallOutcome, CallRecord
 from appliance.transfer_requests import (
@@ -35,7 +35,6 @@ from media.tones import FrameSource, HoldMusic, PcmLoop
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_S = 10.0  # the line must confirm our answer (SIP ACK, modem OK) within this
-HANGUP_TIMEOUT_S = 5.0  # a line that cannot confirm a hang-up within this is left to its driver
 
 
 class CallCenter:
@@ -257,13 +256,13 @@ class CallCenter:
             cause = HangupCause.SHUTDOWN
             outcome = CallOutcome.NO_AGENT
             log.info("call %s: ended in queue because the box is shutting down", call.call_id)
-            await self._hangup(call, cause)
+            await hang_up(call, cause)
         else:
             ended.cancel()
             cause = HangupCause.NO_AGENT
             outcome = CallOutcome.NO_AGENT
             log.info("call %s: no agent answered within %.0fs; ending it", call.call_id, self._cfg.acd.max_queue_wait_s)
-            await self._hangup(call, cause)
+            await hang_up(call, cause)
         wait = now - rec.enqueued_at if rec.enqueued_at else None
         await self._finish(lc, replace(rec, outcome=outcome, hangup_cause=str(cause), ended_at=now, wait_s=wait))
 
@@ -295,23 +294,13 @@ class CallCenter:
 
         self._acd.call_ended(agent_id, rec.call_id, on_wrapup_done=wrapup_done)
 
-    async def _hangup(self, call: InboundCall, cause: HangupCause) -> None:
-        try:
-            async with asyncio.timeout(HANGUP_TIMEOUT_S):
-                await call.hangup(cause)
-        except TimeoutError:
-            log.warning("line %s did not confirm hang-up of call %s within %.0fs", call.line_id, call.call_id, HANGUP_TIMEOUT_S)
-
     async def _finish(self, lc: LiveCall, rec: CallRecord) -> None:
         lc.state = LiveState.ENDED
         self._topic.publish(CallUpdate(lc.snapshot(rec.hangup_cause)))
         await self._save(rec)
 
     async def _save(self, rec: CallRecord) -> None:
-        try:
-            await self._store.save_call(rec)
-        except Exception:
-            log.exception("could not store the record of call %s", rec.call_id)
+        await save_record(self._store, rec)
 
     # --- shutdown ---------------------------------------------------------------------------------
     async def shutdown(self, timeout: float) -> None:

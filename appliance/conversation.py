@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from appliance.acd.router import QueuedCall
 from appliance.call_events import CallUpdate, LiveState
-from appliance.call_support import stop_bridge
+from appliance.call_support import hang_up, stop_bridge
 from appliance.lines import HangupCause, InboundCall, OutboundCall
 from appliance.live_call import (
     CallServices,
@@ -35,7 +35,6 @@ from media.tones import HoldMusic
 
 log = logging.getLogger(__name__)
 
-HANGUP_TIMEOUT_S = 5.0  # a line that cannot confirm a hang-up within this is left to its driver
 INBOX_SIZE = 32  # messages waiting for the call's task; a handful are ever outstanding
 REQUEST_SLOTS = 8  # console requests may fill only this much of the inbox: internal messages always fit
 
@@ -298,11 +297,7 @@ class Conversation:
             self.svc.publish(TransferNotice(self.call_id, agent_id, state, role, peer, self.call.caller.number, message))
 
     async def hangup_outbound(self, out: OutboundCall, cause: HangupCause) -> None:
-        try:
-            async with asyncio.timeout(HANGUP_TIMEOUT_S):
-                await out.hangup(cause)
-        except TimeoutError:
-            log.warning("line %s did not confirm hang-up of outbound call %s within %.0fs", out.line_id, out.call_id, HANGUP_TIMEOUT_S)
+        await hang_up(out, cause)
 
     # --- agent audio drops, external party ------------------------------------------------------
     def _watch_leg(self, agent_id: str, leg: LegAudio) -> None:
@@ -358,8 +353,4 @@ class Conversation:
         return "".join(self.lc.dtmf[self._dtmf_from:])
 
     async def _hangup_line(self, cause: HangupCause) -> None:
-        try:
-            async with asyncio.timeout(HANGUP_TIMEOUT_S):
-                await self.call.hangup(cause)
-        except TimeoutError:
-            log.warning("line %s did not confirm hang-up of call %s within %.0fs", self.call.line_id, self.call_id, HANGUP_TIMEOUT_S)
+        await hang_up(self.call, cause)

@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 
 from appliance.acd.router import Acd, AcdError
 from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
-from appliance.call_support import CallStore, customer_context, start_recorder, stop_bridge
+from appliance.call_support import CallStore, customer_context, hang_up, save_record, start_recorder, stop_bridge
 from appliance.dialplan import DialPlan, normalise
 from appliance.hub import Topic
 from appliance.lines import DialFailed, DialFailure, HangupCause, OutboundCall
@@ -30,7 +30,6 @@ from media.frames import LegAudio
 log = logging.getLogger(__name__)
 
 OUTBOUND_RING_TIMEOUT_S = 60.0  # a customer who has not answered after a minute will not (networks stop ~60 s)
-HANGUP_TIMEOUT_S = 5.0  # a line that cannot confirm a hang-up within this is left to its driver
 
 
 class OutboundError(Exception):
@@ -155,7 +154,7 @@ class OutboundCalls:
         finally:
             await ringing.stop()
         if not answered:
-            await self._hangup(call, HangupCause.AGENT_HUNG_UP)
+            await hang_up(call, HangupCause.AGENT_HUNG_UP)
             return replace(rec, hangup_cause=rec.hangup_cause or DialFailure.CANCELLED, ended_at=time.time())
         return await self._talk(oc, rec, call, agent_leg)
 
@@ -186,7 +185,7 @@ class OutboundCalls:
                 cause = HangupCause.FAR_END_HUNG_UP if ended.result() is HangupCause.CALLER_HUNG_UP else ended.result()
             else:
                 cause = HangupCause.SHUTDOWN if not self._accepting else HangupCause.AGENT_HUNG_UP
-                await self._hangup(call, cause)
+                await hang_up(call, cause)
                 ended.cancel()
             ended_at = time.time()
             seconds = await stop_bridge(bridge)
@@ -209,13 +208,6 @@ class OutboundCalls:
             await work
         return None
 
-    async def _hangup(self, call: OutboundCall, cause: HangupCause) -> None:
-        try:
-            async with asyncio.timeout(HANGUP_TIMEOUT_S):
-                await call.hangup(cause)
-        except TimeoutError:
-            log.warning("line %s did not confirm hang-up of call %s within %.0fs", call.line_id, call.call_id, HANGUP_TIMEOUT_S)
-
     async def _end(self, oc: _Outbound, rec: CallRecord) -> None:
         oc.state, oc.since = LiveState.ENDED, time.time()
         self._publish(oc, rec.hangup_cause)
@@ -233,10 +225,7 @@ class OutboundCalls:
         self._acd.call_ended(oc.agent_id, oc.call_id, on_wrapup_done=wrapup_done)
 
     async def _save(self, rec: CallRecord) -> None:
-        try:
-            await self._store.save_call(rec)
-        except Exception:
-            log.exception("could not store the record of outbound call %s", rec.call_id)
+        await save_record(self._store, rec)
 
     def _publish(self, oc: _Outbound, cause: str | None = None) -> None:
         self._topic.publish(CallUpdate(oc.snapshot(cause)))
