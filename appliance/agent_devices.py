@@ -10,7 +10,9 @@ puts the handset down first, the call ends as an agent hang-up.
 The phone's own Transfer key works too: a blind transfer (REFER) to an agent's id or desk
 phone extension, a queue id or a number is handed to the call's transfer machinery
 (``on_phone_transfer``); the phone hears the outcome in the REFER's NOTIFY. An attended
-transfer from the phone (REFER with Replaces) is declined: agents consult from the console.
+transfer from the phone (the phone calls the other agent itself, then sends REFER with
+Replaces naming that consult call) goes to ``on_phone_replaces`` (``appliance.desk_consult``);
+while such a consult is up, ``media_for`` gives the consult call's audio (``begin_consult``).
 
 ``media_for`` is what the call flows use to find an agent's audio, whichever device.
 """
@@ -21,7 +23,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable, Protocol
+from typing import Awaitable, Callable, Protocol
 
 from appliance.acd.agent import AgentState
 from appliance.acd.events import AgentChanged, OfferEnded, OfferMade
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 PHONE_HANGUP_TIMEOUT_S = 5.0  # a LAN phone answers a BYE/CANCEL in milliseconds; then we give up on it
 PHONE_RING_TIMEOUT_S = 30.0  # click-to-dial: the agent's own phone must be picked up within this
 TRANSFER_BYE_GRACE_S = 2.0  # after a REFER succeeds the phone sends its BYE (RFC 5589) within ms; then we do
+
+
+async def _refuse_replaces(agent_id: str, replaces: tuple[str, str, str]) -> bool:
+    log.info("agent %s: attended transfer from the desk phone is not set up on this box", agent_id)
+    return False
 
 
 class Device(StrEnum):
@@ -56,6 +63,15 @@ class PhoneLine(Protocol):
 class BrowserMedia(Protocol):
     def media_for(self, agent_id: str) -> LegAudio | None: ...
     async def wait_reconnected(self, agent_id: str, old: LegAudio, timeout: float) -> LegAudio | None: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _ConsultLeg:
+    """The phone's own call to the consulted agent (``appliance.desk_consult``)."""
+
+    audio: LegAudio
+    active: Callable[[], bool]  # the consult is ringing or up: the consult bridge takes this leg
+    on_bridged: Callable[[], None]  # called as the leg is handed to the consult bridge (ringback stops)
 
 
 @dataclass(eq=False)
@@ -82,6 +98,9 @@ class AgentDevices:
         self.on_phone_hangup: Callable[[str], bool] = lambda agent_id: False  # set by the box: ends the agent's call
         # set by the box: (agent id, the Refer-To user) -> True when the agent's call was transferred
         self.on_phone_transfer: Callable[[str, str], bool] = lambda agent_id, user: False
+        # set by the box: (agent id, Replaces (call-id, to-tag, from-tag)) -> True once transferred
+        self.on_phone_replaces: Callable[[str, tuple[str, str, str]], Awaitable[bool]] = _refuse_replaces
+        self._consults: dict[str, _ConsultLeg] = {}
 
     # --- what the console uses -----------------------------------------------------------------
     def device(self, agent_id: str) -> Device:
@@ -125,8 +144,23 @@ class AgentDevices:
         return None
 
     # --- what the call flows use ------------------------------------------------------------------
+    def begin_consult(self, agent_id: str, audio: LegAudio, active: Callable[[], bool],
+                      on_bridged: Callable[[], None]) -> None:
+        """The agent's desk phone called a colleague for a consult: while ``active()`` the agent's
+        audio (for the consult bridge) is ``audio``; the call to the customer stays as it is."""
+        self._consults[agent_id] = _ConsultLeg(audio, active, on_bridged)
+
+    def end_consult(self, agent_id: str, audio: LegAudio) -> None:
+        consult = self._consults.get(agent_id)
+        if consult is not None and consult.audio is audio:
+            del self._consults[agent_id]
+
     def media_for(self, agent_id: str) -> LegAudio | None:
         if self.device(agent_id) is Device.PHONE:
+            consult = self._consults.get(agent_id)
+            if consult is not None and consult.active():
+                consult.on_bridged()
+                return consult.audio
             leg = self._legs.get(agent_id)
             return leg.call.audio if leg is not None and leg.answered else None
         return self._browser.media_for(agent_id)
@@ -255,9 +289,7 @@ class AgentDevices:
 
         async def refer(request) -> bool:  # type: ignore[no-untyped-def]
             if request.replaces is not None:
-                log.info("agent %s: attended transfer from the desk phone (REFER with Replaces) is not supported; "
-                         "consult from the console instead", agent_id)
-                return False
+                return await self._attended(agent_id, call, request.replaces)
             if not request.target_user:
                 log.info("agent %s: the desk phone asked to transfer to %s, which names nobody", agent_id,
                          request.target_uri)
@@ -269,6 +301,22 @@ class AgentDevices:
             return done
 
         on_refer(refer)
+
+    async def _attended(self, agent_id: str, call: OutboundCall, replaces: tuple[str, str, str]) -> bool:
+        """REFER with Replaces: the leg is marked before the transfer runs, because the agent's
+        segment ends (and the ACD moves them to wrap-up) before the outcome reaches us; after a
+        success the phone sends its own BYE, so the box must not hang the leg up then."""
+        entry = self._legs.get(agent_id)
+        mine = entry is not None and entry.call is call
+        if mine:
+            entry.transferred = True
+        done = False
+        try:
+            done = await self.on_phone_replaces(agent_id, replaces)
+        finally:
+            if mine and not done:
+                entry.transferred = False
+        return done
 
     async def _watch_phone(self, agent_id: str, entry: _PhoneLeg) -> None:
         """The agent put the handset down: end the call from the agent's side."""

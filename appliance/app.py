@@ -61,6 +61,7 @@ class Box:
         self.calls: CallCenter | None = None
         self.outbound: OutboundCalls | None = None
         self.devices: AgentDevices | None = None
+        self.desk_consult: Any = None  # appliance.desk_consult.DeskConsult once started
         self.dial_plan: DialPlan | None = None  # the outbound dial plan (the admin API shows and tests it)
         self.messages: MessageCenter | None = None
         self.lines: LineManager | None = None
@@ -194,6 +195,12 @@ class Box:
                                       agent_name=self.agent_name, recording=cfg.recording.enabled, country=cfg.country)
         self.devices.on_phone_hangup = self._agent_hangup
         self.devices.on_phone_transfer = self._phone_transfer
+        from appliance.desk_consult import DeskConsult
+
+        # in front of the queue: a desk phone's own consult call (attended transfer from the phone)
+        self.desk_consult = DeskConsult(self.calls, self.devices, self.acd, acd_topic, self._phone_line,
+                                        lambda: {a.id: a.phone for a in self._agents.values()}, cfg.country)
+        self.devices.on_phone_replaces = self.desk_consult.complete_from_phone
         self.messages = MessageCenter(self.store, self.hub.topic("messages"), region=cfg.country)
 
         web_url = await self._start_web()
@@ -294,7 +301,7 @@ class Box:
                 trunk_caller_name=cfg.sip.trunk_caller_name,
                 trunk_presentation=cfg.sip.trunk_presentation,
             ),
-            self.calls.handle_inbound,
+            self.desk_consult.handle_inbound if self.desk_consult is not None else self.calls.handle_inbound,
         )
         try:
             await line.start()

@@ -82,6 +82,9 @@ class SipCall:
         self.line_id = line_id
         self.caller = caller_id_of(invite)
         self.called = invite.uri.user or invite.to_addr.uri.user
+        # where the INVITE came from (a desk phone's consult call is checked against its registration)
+        self.source: tuple[str, int] = txn.conn.peer
+        self.transport: str = getattr(txn.conn, "transport", "TCP" if txn.conn.reliable else "UDP").lower()
         self.audio = InbandDtmfLeg(rtp)  # what the bridge reads/writes; plays in-band DTMF when needed
         self.state = CallState.RINGING
         self.sip_call_id = invite.call_id
@@ -213,6 +216,13 @@ class SipCall:
                 self._ua.ack_2xx(self._retransmitter)
             self._send_bye()
         self._end(cause)
+
+    async def reject(self, status: int, reason: str | None = None) -> None:
+        """Refuse the call before answering it with a final ``status`` (4xx-6xx) of our choice."""
+        if self.state not in (CallState.RINGING, CallState.EARLY):
+            return
+        self._txn.respond(status, reason=reason, to_tag=self.local_tag)
+        self._end(HangupCause.REJECTED)
 
     async def wait_ended(self) -> HangupCause:
         return await asyncio.shield(self._ended)
