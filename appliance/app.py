@@ -123,6 +123,17 @@ class Box:
         return bool((self.outbound and self.outbound.agent_hangup(agent_id))
                     or (self.calls and self.calls.agent_hangup(agent_id)))
 
+    def _agent_hold(self, agent_id: str, on: bool) -> bool:
+        """The agent pressed Hold/Resume on the console, for an inbound or an outbound call."""
+        return bool((self.outbound and self.outbound.agent_hold(agent_id, on))
+                    or (self.calls and self.calls.agent_hold(agent_id, on)))
+
+    async def _agent_keys(self, agent_id: str, digits: str) -> bool:
+        """The agent pressed keys on the console's keypad: DTMF to the customer's line."""
+        if self.outbound is not None and await self.outbound.agent_keys(agent_id, digits):
+            return True
+        return self.calls is not None and await self.calls.agent_keys(agent_id, digits)
+
     def _phone_transfer(self, agent_id: str, user: str) -> bool:
         """The agent pressed Transfer on the desk phone (REFER to ``user``): a blind transfer."""
         from appliance.transfer_requests import TransferError, target_for_user
@@ -252,6 +263,8 @@ class Box:
             devices=self.devices,
             dial=self.outbound.dial if self.outbound is not None else None,
             transfers=self.calls,
+            hold=self._agent_hold,
+            keys=self._agent_keys,
         )
         self._runner = web.AppRunner(build_app(deps), shutdown_timeout=WEB_SHUTDOWN_TIMEOUT_S, access_log=None)
         await self._runner.setup()

@@ -32,6 +32,7 @@ class LiveCallSnapshot:
     segment: int = 1  # which party segment the call is in (2 after the first transfer, ...)
     transfer: str | None = None  # transfer phase while one is in progress ("consulting", ...), else None
     direction: str = "inbound"  # "inbound" | "outbound"
+    on_hold: bool = False  # the agent put the caller on hold
 
 
 @dataclass(frozen=True, slots=True)

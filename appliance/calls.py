@@ -80,6 +80,27 @@ class CallCenter:
         """The agent pressed hang up: ends their call, or their side of a consult."""
         return any(lc.conversation.hangup_by(agent_id) for lc in self._live.values() if lc.conversation is not None)
 
+    def agent_hold(self, agent_id: str, on: bool) -> bool:
+        """Hold (``on``) or resume the agent's caller; False when the agent has no answered call.
+        ControlError when it cannot be done now (during a transfer)."""
+        conv = self._owned_by(agent_id)
+        if conv is None:
+            return False
+        conv.hold_by(agent_id, on)
+        return True
+
+    async def agent_keys(self, agent_id: str, digits: str) -> bool:
+        """DTMF from the agent's keypad to the caller; False when the agent has no answered call."""
+        conv = self._owned_by(agent_id)
+        if conv is None:
+            return False
+        await conv.keys_by(agent_id, digits)
+        return True
+
+    def _owned_by(self, agent_id: str) -> Conversation | None:
+        return next((lc.conversation for lc in self._live.values()
+                     if lc.conversation is not None and lc.conversation.owner == agent_id), None)
+
     def transfer(self, agent_id: str, call_id: str | None, target: Target) -> None:
         """Blind transfer to an agent, a queue or a number. Raises TransferError (shown to the agent)."""
         self._conversation(agent_id, call_id).request(BlindTransfer(agent_id, target))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from appliance.acd.router import QueuedCall
 from appliance.call_events import CallUpdate, LiveState
+from appliance.call_controls import CallerHold, ControlError, send_keys
 from appliance.call_support import hang_up, stop_bridge
 from appliance.lines import HangupCause, InboundCall, OutboundCall
 from appliance.live_call import (
@@ -42,6 +43,12 @@ REQUEST_SLOTS = 8  # console requests may fill only this much of the inbox: inte
 @dataclass(frozen=True, slots=True)
 class AgentHangup:
     agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentHold:
+    agent_id: str
+    on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,7 @@ class Conversation:
         self.ended = ended
         self.bridge = Bridge(lc.call.audio, NullLeg(), recorder, name=f"call:{self.call_id}")
         self.transfers = TransferControl(self)
+        self.hold = CallerHold(self.bridge, lc.call, lambda: svc.hold_source(lc.queue), f"call {self.call_id}")
         self.owner: str | None = None  # the agent the caller belongs to now (None: external party or nobody)
         self.segment: Segment | None = None
         self.last_n = 0
@@ -107,6 +115,22 @@ class Conversation:
         self.post(AgentHangup(agent_id))
         return True
 
+    def hold_by(self, agent_id: str, on: bool) -> None:
+        """The agent pressed Hold or Resume. ControlError when it is not theirs to do now."""
+        self._check_owner(agent_id)
+        self.post(AgentHold(agent_id, on))
+
+    async def keys_by(self, agent_id: str, digits: str) -> None:
+        """The agent pressed keys on the console's keypad: DTMF to the caller's line."""
+        self._check_owner(agent_id)
+        await send_keys(self.call, digits, f"call {self.call_id}")
+
+    def _check_owner(self, agent_id: str) -> None:
+        if agent_id != self.owner:
+            raise ControlError("you have no call in progress")
+        if self.transfers.phase is not Phase.TALKING:
+            raise ControlError("the caller is with the transfer now; finish or cancel it first")
+
     def post(self, msg: object) -> None:
         try:
             self._inbox.put_nowait(msg)
@@ -127,7 +151,7 @@ class Conversation:
             for task in list(self._tasks):
                 task.cancel()
             consult, self.transfers.consult = self.transfers.consult, None
-            jobs = [stop_bridge(self.bridge)] + ([consult.stop()] if consult is not None else [])
+            jobs = [stop_bridge(self.bridge), self.hold.close()] + ([consult.stop()] if consult is not None else [])
             await asyncio.shield(asyncio.gather(*jobs, return_exceptions=True))
             raise
 
@@ -166,6 +190,9 @@ class Conversation:
             elif msg.agent_id == self.owner:
                 return HangupCause.AGENT_HUNG_UP
             return None
+        if isinstance(msg, AgentHold):
+            self._agent_hold(msg)
+            return None
         if isinstance(msg, LegLost):
             self._leg_lost(msg)
             return None
@@ -196,7 +223,9 @@ class Conversation:
         seg = self.segment
         if seg is None:
             return
-        rec = segment_record(self.base, seg, ended_at=ended_at, cause=str(cause), recording_s=recording_s, dtmf=self._dtmf())
+        await self.hold.close()
+        rec = segment_record(self.base, seg, ended_at=ended_at, cause=str(cause), recording_s=recording_s,
+                             dtmf=self._dtmf(), **self.hold.take_fields())
         log.info("call %s ended: %s after %.1fs talk (segment %d)", self.call_id, cause, rec.talk_s or 0.0, seg.n)
         await self.svc.save(rec)
         if seg.agent_id is not None:
@@ -206,6 +235,8 @@ class Conversation:
     def hold_caller(self) -> None:
         """The caller hears the queue's hold music; nobody is on the agent side."""
         self._stop_watch()
+        self.hold.handed_over()
+        self._show_hold()
         self.bridge.replace_agent(NullLeg())
         self.bridge.hold(self.svc.hold_source(self.lc.queue))
 
@@ -234,6 +265,7 @@ class Conversation:
         self.owner, self._external, self._dtmf_from = None, out, len(self.lc.dtmf)
         self.bridge.replace_agent(out.audio)
         self.bridge.unhold()
+        self.hold.connected()
         self.lc.segment, self.lc.agent_id, self.lc.agent_name = self.last_n, None, number
         self.svc.set_state(self.lc, LiveState.ON_CALL)
         self._spawn(self._watch_external(out), f"external-ended:{self.call_id}")
@@ -251,6 +283,7 @@ class Conversation:
             leg = NullLeg()
         self.bridge.replace_agent(leg)
         self.bridge.unhold()
+        self.hold.connected()
         self._watch_leg(agent_id, leg)
 
     def end_segment(self, cause: str, *, transfer: str = "", transferred_to: str | None = None) -> CallRecord | None:
@@ -260,7 +293,7 @@ class Conversation:
         if seg is None:
             return None
         rec = segment_record(self.base, seg, ended_at=time.time(), cause=cause, transfer=transfer,
-                             transferred_to=transferred_to, dtmf=self._dtmf())
+                             transferred_to=transferred_to, dtmf=self._dtmf(), **self.hold.take_fields())
         self.svc.save_later(rec)
         if seg.agent_id is not None:
             self.svc.start_wrapup(seg.agent_id, rec)
@@ -299,6 +332,21 @@ class Conversation:
     async def hangup_outbound(self, out: OutboundCall, cause: HangupCause) -> None:
         await hang_up(out, cause)
 
+    # --- the agent's hold ------------------------------------------------------------------------
+    def _agent_hold(self, msg: AgentHold) -> None:
+        if msg.agent_id != self.owner or self.transfers.phase is not Phase.TALKING or msg.on == self.hold.held:
+            return  # the situation changed since the console asked (a transfer, a second click)
+        if msg.on:
+            self.hold.hold()
+        else:
+            self.hold.resume()
+        self._show_hold()
+
+    def _show_hold(self) -> None:
+        if self.lc.on_hold != self.hold.held:
+            self.lc.on_hold = self.hold.held
+            self.svc.publish(CallUpdate(self.lc.snapshot()))
+
     # --- agent audio drops, external party ------------------------------------------------------
     def _watch_leg(self, agent_id: str, leg: LegAudio) -> None:
         self._stop_watch()
@@ -334,7 +382,8 @@ class Conversation:
             log.warning("call %s: agent %s did not reconnect; ending the call", self.call_id, msg.agent_id)
             return HangupCause.AGENT_HUNG_UP
         self.bridge.replace_agent(msg.leg)
-        self.bridge.unhold()
+        if not self.hold.held:  # the agent had put the caller on hold: the music goes on
+            self.bridge.unhold()
         self._watch_leg(msg.agent_id, msg.leg)
         log.info("call %s: agent %s audio reconnected", self.call_id, msg.agent_id)
         return None

@@ -64,6 +64,7 @@ class LiveCall:
         self.line_answered = False
         self.segment = 1
         self.transfer: str | None = None  # the transfer phase while one is in progress
+        self.on_hold = False  # the agent put the caller on hold
         self.conversation: Any = None  # the Conversation once answered; it takes the agents' requests
 
     def snapshot(self, cause: str | None = None) -> LiveCallSnapshot:
@@ -84,6 +85,7 @@ class LiveCall:
             recording=self.recording_path is not None,
             segment=self.segment,
             transfer=self.transfer,
+            on_hold=self.on_hold,
         )
 
 
@@ -108,7 +110,8 @@ class Segment:
 
 
 def segment_record(base: CallRecord, seg: Segment, *, ended_at: float, cause: str, transfer: str = "",
-                   transferred_to: str | None = None, recording_s: float | None = None, dtmf: str = "") -> CallRecord:
+                   transferred_to: str | None = None, recording_s: float | None = None, dtmf: str = "",
+                   hold_s: float | None = None, holds: int = 0) -> CallRecord:
     """The record of one answered segment. Segment 1 keeps the queue wait (ASA counts once)."""
     rec = replace(
         base,
@@ -118,6 +121,8 @@ def segment_record(base: CallRecord, seg: Segment, *, ended_at: float, cause: st
         talk_s=max(0.0, ended_at - seg.answered_at),
         recording_s=recording_s,
         dtmf=dtmf,
+        hold_s=hold_s,
+        holds=holds,
         transfer=transfer,
         transferred_to=transferred_to,
         parent_call_id=base.call_id,

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Callable, Protocol
 
 from appliance.acd.router import Acd, AcdError
+from appliance.call_controls import CallerHold, ControlError, send_keys
 from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
 from appliance.call_support import CallStore, customer_context, hang_up, save_record, start_recorder, stop_bridge
 from appliance.dialplan import DialPlan, normalise
@@ -26,6 +27,7 @@ from appliance.lines import DialFailed, DialFailure, HangupCause, OutboundCall
 from appliance.records import CallOutcome, CallRecord
 from media.bridge import Bridge
 from media.frames import LegAudio
+from media.tones import HoldMusic
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,15 @@ class _Outbound:
         self.line_kind = ""
         self.recording = False
         self.hangup = asyncio.Event()  # the agent hung up (or cancelled while ringing)
+        self.line: OutboundCall | None = None  # once answered
+        self.hold: CallerHold | None = None  # once answered
 
     def snapshot(self, cause: str | None = None) -> LiveCallSnapshot:
         return LiveCallSnapshot(
             call_id=self.call_id, line_id=self.line_id, line_kind=self.line_kind, caller_number=self.number,
             caller_name=None, queue_id=None, state=self.state, since=self.since, arrived_at=self.started_at,
             agent_id=self.agent_id, agent_name=self.agent_name, hangup_cause=cause, recording=self.recording,
-            direction="outbound")
+            direction="outbound", on_hold=self.hold is not None and self.hold.held)
 
 
 class OutboundCalls:
@@ -107,6 +111,34 @@ class OutboundCalls:
                 oc.hangup.set()
                 return True
         return False
+
+    def agent_hold(self, agent_id: str, on: bool) -> bool:
+        """Hold (``on``) or resume the customer; False when the agent has no outbound call."""
+        oc = self._answered_call(agent_id)
+        if oc is None or oc.hold is None:
+            return False
+        if on and not oc.hold.held:
+            oc.hold.hold()
+        elif not on and oc.hold.held:
+            oc.hold.resume()
+        self._publish(oc)
+        return True
+
+    async def agent_keys(self, agent_id: str, digits: str) -> bool:
+        """DTMF from the agent's keypad to the customer (an IVR at the far end, say)."""
+        oc = self._answered_call(agent_id)
+        if oc is None:
+            return False
+        await send_keys(oc.line, digits, f"outbound call {oc.call_id}")
+        return True
+
+    def _answered_call(self, agent_id: str) -> _Outbound | None:
+        for oc in self._live.values():
+            if oc.agent_id == agent_id and oc.state in (LiveState.DIALING, LiveState.ON_CALL):
+                if oc.state is LiveState.DIALING:
+                    raise ControlError("the call is not answered yet")
+                return oc
+        return None
 
     def live_calls(self) -> list[LiveCallSnapshot]:
         return [oc.snapshot() for oc in self._live.values()]
@@ -172,6 +204,7 @@ class OutboundCalls:
         oc.recording = recorder is not None
         bridge = Bridge(call.audio, agent_leg, recorder)
         bridge.start()
+        oc.line, oc.hold = call, CallerHold(bridge, call, HoldMusic, f"outbound call {oc.call_id}")
         oc.state, oc.since = LiveState.ON_CALL, answered_at
         self._publish(oc)
         log.info("outbound call %s to %s answered on %s", oc.call_id, oc.number, call.line_id)
@@ -188,10 +221,13 @@ class OutboundCalls:
                 await hang_up(call, cause)
                 ended.cancel()
             ended_at = time.time()
+            hold = oc.hold.take_fields()
+            await oc.hold.close()
             seconds = await stop_bridge(bridge)
         log.info("outbound call %s ended: %s after %.1fs", oc.call_id, cause, ended_at - answered_at)
         return replace(rec, outcome=CallOutcome.ANSWERED, hangup_cause=str(cause), answered_at=answered_at,
-                       ended_at=ended_at, talk_s=ended_at - answered_at, recording_path=rel, recording_s=seconds)
+                       ended_at=ended_at, talk_s=ended_at - answered_at, recording_path=rel, recording_s=seconds,
+                       **hold)
 
     async def _until_hangup(self, oc: _Outbound, aw):  # type: ignore[no-untyped-def]
         """Await ``aw`` unless the agent hangs up first (then cancel it and return None)."""

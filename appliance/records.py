@@ -41,6 +41,8 @@ class CallRecord:
     recording_path: str | None = None  # relative to the recordings folder (Store.recordings_dir())
     recording_s: float | None = None
     dtmf: str = ""  # digits the caller pressed
+    hold_s: float | None = None  # time the agent kept the caller on hold (part of talk_s); None: never held
+    holds: int = 0  # how many times the agent put the caller on hold
     customer_id: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
     # transfers: one record per agent (or external party) segment of a call

@@ -23,10 +23,13 @@ def live_number(call: s.CallView) -> str:
 
 
 def live_transfer(call: s.CallView) -> str:
-    """Where a live call is in its transfers: "part 2", "consulting", "part 2 · transferring"."""
+    """Where a live call is in its transfers, and whether it is on hold: "part 2", "consulting",
+    "part 2 · transferring", "on hold"."""
     parts = [f"part {call.segment}"] if call.segment > 1 else []
     if call.transfer:
         parts.append(call.transfer.replace("_", " "))
+    if call.on_hold:
+        parts.append("on hold")
     return " · ".join(parts) or "-"
 
 

@@ -87,6 +87,7 @@ class CallView:
     direction: str = "inbound"  # inbound | outbound (caller_number is then the number dialled)
     segment: int = 1  # which party segment the call is in: 2 after the first transfer, ...
     transfer: str | None = None  # transfer phase in progress (dialing, transferring, consulting, ...), else None
+    on_hold: bool = False  # the agent put the caller on hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,8 @@ class CallRecordView:
     recording_path: str | None = None
     recording_s: float | None = None
     dtmf: str = ""
+    hold_s: float | None = None  # time the agent kept the caller on hold (part of talk_s); None: never held
+    holds: int = 0
     segment: int = 1  # 1 for the first party of a call; n > 1 after n-1 transfers
     transfer: str = ""  # how this segment handed the caller on: blind | attended | "" (it did not)
     transferred_to: str | None = None  # agent id, queue id or number the caller was handed to

@@ -56,6 +56,7 @@ def call_view(snap: LiveCallSnapshot) -> CallView:
         direction=snap.direction,
         segment=snap.segment,
         transfer=snap.transfer,
+        on_hold=snap.on_hold,
     )
 
 
@@ -140,6 +141,8 @@ def record_view(rec: CallRecord) -> CallRecordView:
         recording_path=rec.recording_path,
         recording_s=rec.recording_s,
         dtmf=rec.dtmf,
+        hold_s=rec.hold_s,
+        holds=rec.holds,
         segment=rec.segment,
         transfer=rec.transfer,
         transferred_to=rec.transferred_to,

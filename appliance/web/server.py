@@ -9,23 +9,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from appliance.acd.agent import AgentSnapshot, AgentState
 from appliance.acd.events import AgentChanged, OfferEnded, OfferMade
-from appliance.acd.router import Acd, AcdError
+from appliance.acd.router import AcdError
 from appliance.call_events import CallUpdate
-from appliance.config import AgentConfig, QueueConfig
-from appliance.hub import Hub
-from appliance.messaging import MessageCenter, MessageEvent, SmsSendError
-from appliance.agent_devices import AgentDevices, DeviceError
-from appliance.outbound import OutboundError
-from appliance.transfer_requests import TransferError, TransferNotice, TransferOps, parse_target
-from appliance.web.sessions import AgentSession, Sessions
+from appliance.messaging import MessageEvent
+from appliance.transfer_requests import TransferNotice
+from appliance.web.commands import command
+from appliance.web.deps import ConsoleDeps
+from appliance.web.sessions import AgentSession
 from media.webrtc import SignallingError
 
 log = logging.getLogger(__name__)
@@ -33,40 +30,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RECONNECT_GRACE_S = 20.0  # an agent whose console drops is logged out after this, unless on a call
 WS_HEARTBEAT_S = 15.0  # aiohttp ping interval; a dead browser is noticed within about twice this
-
-
-class ConsoleDeps:
-    """What the console needs from the rest of the box; wired in appliance/app.py."""
-
-    def __init__(
-        self,
-        *,
-        acd: Acd,
-        hub: Hub,
-        sessions: Sessions,
-        agent_config: Callable[[str], AgentConfig | None],
-        queues: Callable[[], tuple[QueueConfig, ...]],
-        hangup: Callable[[str], bool],
-        live_calls: Callable[[], list],
-        messages: MessageCenter | None = None,
-        conversations: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
-        devices: AgentDevices | None = None,
-        dial: Callable[[str, str], str] | None = None,
-        transfers: TransferOps | None = None,
-    ) -> None:
-        self.acd = acd
-        self.hub = hub
-        self.sessions = sessions
-        self.agent_config = agent_config
-        self.queues = queues
-        self.hangup = hangup
-        self.live_calls = live_calls
-        self.messages = messages
-        self.conversations = conversations
-        self.devices = devices  # browser audio or desk phone, per agent
-        self.dial = dial  # (agent id, number) -> call id; raises OutboundError
-        self.transfers = transfers  # blind/attended transfer of the agent's inbound call
-        self.logout_timers: dict[str, asyncio.TimerHandle] = {}
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)
@@ -213,7 +176,7 @@ def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
         c = event.call
         return {"type": "call", "call_id": c.call_id, "state": str(c.state), "caller": c.caller_number,
                 "caller_name": c.caller_name, "since": c.since, "cause": c.hangup_cause, "recording": c.recording,
-                "direction": c.direction, "line": c.line_id}
+                "direction": c.direction, "line": c.line_id, "on_hold": c.on_hold}
     return None
 
 
@@ -250,7 +213,7 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
-            reply = await _command(deps, session, msg.data, ws)
+            reply = await command(deps, session, msg.data, ws)
             if reply is not None:
                 await ws.send_json(reply)
     finally:
@@ -297,101 +260,6 @@ def _logout_if_gone(deps: ConsoleDeps, session: AgentSession) -> None:
     with contextlib.suppress(AcdError):
         deps.acd.logout(session.agent_id)
     log.info("agent %s logged out: console closed for %.0fs", session.agent_id, RECONNECT_GRACE_S)
-
-
-async def _command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.WebSocketResponse) -> dict[str, Any] | None:
-    try:
-        cmd = json.loads(text)
-        op = cmd["op"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return {"type": "error", "message": "malformed command"}
-    agent_id = session.agent_id
-    acd = deps.acd
-    try:
-        if op == "available":
-            problem = (deps.devices.ready_problem(agent_id) if deps.devices is not None
-                       else None if deps.sessions.media_for(agent_id) is not None
-                       else "connect your audio before going available")
-            if problem:
-                return {"type": "error", "message": problem}
-            acd.set_available(agent_id)
-        elif op == "device":
-            if deps.devices is None:
-                return {"type": "error", "message": "desk phones are not available on this box"}
-            device = deps.devices.set_device(agent_id, str(cmd.get("device", "")))
-            return {"type": "device", "device": device.value}
-        elif op == "dial":
-            if deps.dial is None:
-                return {"type": "error", "message": "outbound calls are not available on this box"}
-            call_id = deps.dial(agent_id, str(cmd.get("number", "")))
-            return {"type": "dialing", "call_id": call_id, "number": cmd.get("number")}
-        elif op == "pause":
-            acd.pause(agent_id, str(cmd.get("reason", "break")))
-        elif op == "answer":
-            if deps.devices is not None and deps.devices.device(agent_id).value == "phone":
-                return {"type": "error", "message": "pick up your desk phone to answer"}
-            acd.accept(agent_id, str(cmd.get("call_id")))
-        elif op == "reject":
-            acd.reject(agent_id, str(cmd.get("call_id")))
-        elif op == "hangup":
-            if not deps.hangup(agent_id):
-                return {"type": "error", "message": "you have no call to hang up"}
-        elif op == "wrapup":
-            disposition = cmd.get("disposition") or None
-            acd.end_wrapup(agent_id, str(disposition) if disposition else None)
-        elif op == "logout":
-            acd.logout(agent_id)
-            deps.sessions.drop(session)
-            if session.media is not None:
-                await deps.sessions.close_media(session.media)
-                session.media = None
-        elif op == "sms_reply":
-            if deps.messages is None:
-                return {"type": "error", "message": "SMS is not available on this box"}
-            # sending can take a minute on a slow network: never hold the agent's other commands
-            task = asyncio.create_task(_sms_reply(deps.messages, ws, str(cmd.get("number", "")), str(cmd.get("text", ""))),
-                                       name=f"sms-reply:{agent_id}")
-            session.tasks.add(task)
-            task.add_done_callback(session.tasks.discard)
-            return {"type": "sms_sending", "number": cmd.get("number")}
-        elif op in TRANSFER_OPS:
-            if deps.transfers is None:
-                return {"type": "error", "message": "transfers are not available on this box"}
-            _transfer_op(deps.transfers, agent_id, op, cmd)
-        elif op == "ping":
-            return {"type": "pong", "t": time.time()}
-        else:
-            return {"type": "error", "message": f"unknown command {op!r}"}
-    except (AcdError, DeviceError, OutboundError, TransferError) as exc:
-        return {"type": "error", "message": str(exc)}
-    return None
-
-
-TRANSFER_OPS = frozenset({"transfer", "consult", "complete_transfer", "cancel_consult", "retrieve"})
-
-
-def _transfer_op(transfers: TransferOps, agent_id: str, op: str, cmd: dict[str, Any]) -> None:
-    """``{"op": "transfer", "call_id", "to": {"agent"|"queue"|"number": ...}}``, ``{"op": "consult",
-    "call_id", "agent"}``, ``{"op": "complete_transfer"|"cancel_consult"|"retrieve", "call_id"}``."""
-    call_id = str(cmd["call_id"]) if cmd.get("call_id") else None
-    if op == "transfer":
-        transfers.transfer(agent_id, call_id, parse_target(cmd.get("to")))
-    elif op == "consult":
-        transfers.consult(agent_id, call_id, str(cmd.get("agent") or "").strip())
-    elif op == "complete_transfer":
-        transfers.complete_transfer(agent_id, call_id)
-    elif op == "cancel_consult":
-        transfers.cancel_consult(agent_id, call_id)
-    else:
-        transfers.retrieve(agent_id, call_id)
-
-
-async def _sms_reply(messages: MessageCenter, ws: web.WebSocketResponse, number: str, text: str) -> None:
-    try:
-        await messages.reply(number, text)
-    except SmsSendError as exc:
-        if not ws.closed:
-            await ws.send_json({"type": "error", "message": f"SMS to {number} not sent: {exc}"})
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -559,7 +559,8 @@ async def test_caller_leaving_while_transferred_to_a_queue_is_abandoned_there(si
 
 
 def test_console_documents_for_transfers() -> None:
-    from appliance.web.server import _event_doc, _transfer_op
+    from appliance.web.commands import transfer_op as _transfer_op
+    from appliance.web.server import _event_doc
 
     notice = TransferNotice("c1", "alice", "consulting", "from", "Bob Okafor", "+44", "talking to Bob Okafor")
     assert _event_doc("alice", notice) == {"type": "transfer", "call_id": "c1", "state": "consulting", "role": "from",

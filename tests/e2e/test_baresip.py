@@ -1,4 +1,5 @@
-"""End to end with a real SIP phone: baresip registers, calls, holds, resumes and hangs up.
+"""End to end with a real SIP phone: baresip registers, calls, holds, resumes and hangs up; the agent
+holds and resumes it from the console and sends it a key.
 
 The box runs as its own process (``run.py``) with extension 201 in its registrar. baresip
 (Debian's v1.0) registers as 201 with digest, dials ``support``; a headless Chromium agent
@@ -205,12 +206,30 @@ async def test_baresip_registers_calls_holds_resumes_and_hangs_up(tmp_path: Path
                                        start=mark)
                 await phone.event("CALL_REMOTE_SDP")
                 await agent_hears_the_phone(page)  # the call carries audio again after the resume
+
+                # now the agent holds the caller from the console: our re-INVITE with a=sendonly
+                mark = len(box.logs)
+                await page.click("#btn-hold")
+                await box.wait_for_log(r"SIP call \S+: hold accepted", timeout=EVENT_TIMEOUT_S, start=mark)
+                await page.wait_for_selector("#call-held", state="visible", timeout=EVENT_TIMEOUT_S * 1000)
+                mark = len(box.logs)
+                await page.click("#btn-hold")  # now labelled Resume
+                await box.wait_for_log(r"SIP call \S+: resume accepted", timeout=EVENT_TIMEOUT_S, start=mark)
+                await page.wait_for_selector("#call-held", state="hidden", timeout=EVENT_TIMEOUT_S * 1000)
+                await page.click("#keypad button[data-key='5']")  # RFC 4733 to the phone
+                dtmf = await phone.event("CALL_DTMF_START")  # baresip decoded our RFC 4733 event
+                assert dtmf.get("param") == "5", dtmf
+                await page.wait_for_function("bl.events.some((e) => e.type === 'keys_sent' && e.digits === '5')",
+                                             timeout=EVENT_TIMEOUT_S * 1000)
+                await agent_hears_the_phone(page)
                 await phone.command("hangup")
                 closed = await phone.event("CALL_CLOSED")
                 assert closed["peeruri"] == f"sip:support@127.0.0.1:{box.sip_udp}"
                 answers = invite_answers("".join(phone.output))
-                # initial INVITE, hold (we answer recvonly to its sendonly), resume (sendrecv again)
-                assert [direction for _, direction in answers] == ["sendrecv", "recvonly", "sendrecv"], answers
+                # initial INVITE, the phone's hold (we answer recvonly to its sendonly) and resume, then
+                # the agent's hold (the phone answers recvonly to our sendonly) and resume (sendrecv)
+                assert [direction for _, direction in answers] == ["sendrecv", "recvonly", "sendrecv",
+                                                                    "recvonly", "sendrecv"], answers
 
 
             await finish_wrapup(page, box)

@@ -71,6 +71,17 @@ async def test_linphonec_registers_calls_holds_resumes_and_hangs_up(tmp_path: Pa
                 await phone.wait_for(rf"Media streams established with \S+ for call {call_id} \(audio\)", start)
                 await agent_hears_the_phone(page)  # the call carries audio again after the resume
 
+                # the agent holds the phone from the console (our re-INVITE, a=sendonly), then resumes it
+                mark, start = len(box.logs), phone.mark()
+                await page.click("#btn-hold")
+                await box.wait_for_log(r"SIP call \S+: hold accepted", timeout=EVENT_TIMEOUT_S, start=mark)
+                await phone.wait_for(rf"Call {call_id} has been paused by \S+\.", start)
+                mark, start = len(box.logs), phone.mark()
+                await page.click("#btn-hold")  # now labelled Resume
+                await box.wait_for_log(r"SIP call \S+: resume accepted", timeout=EVENT_TIMEOUT_S, start=mark)
+                await phone.wait_for(rf"Media streams established with \S+ for call {call_id} \(audio\)", start)
+                await agent_hears_the_phone(page)
+
                 start = await phone.command("terminate")
                 await phone.wait_for(rf"Call {call_id} with \S+ ended", start)
                 log = setup.log.read_text(errors="replace")

@@ -37,6 +37,7 @@ def test_live_calls_show_the_transfer_in_progress_and_follow_the_agent() -> None
     assert (live_number(call), live_transfer(call)) == ("+1", "-")
     moved = replace(call, state="on_call", agent_id="bob", agent_name="Bob", segment=2, transfer="consult_ringing")
     assert live_transfer(moved) == "part 2 · consult ringing"
+    assert live_transfer(replace(call, state="on_call", on_hold=True)) == "on hold"
     site = apply(SITE, s.CallChanged(moved))
     assert [(c.agent_name, c.segment) for c in site.calls] == [("Bob", 2)]
     dialing = s.CallView("o1", "", "", "07700900123", None, None, "dialing", 2.0, 2.0, "alice", "Alice", direction="outbound")

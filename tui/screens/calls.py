@@ -37,6 +37,8 @@ def record_text(rec: s.CallRecordView, clock: Any) -> str:
         ("Wait", duration(rec.wait_s)), ("Talk", duration(rec.talk_s)), ("Wrap-up", duration(rec.wrapup_s)),
         ("Agent", f"{rec.agent_name or rec.agent_id or '-'}"), ("Disposition", rec.disposition or "-"),
     ]
+    if rec.holds:
+        rows += [("On hold", f"{duration(rec.hold_s)} ({rec.holds} time{'s' if rec.holds > 1 else ''})")]
     if rec.segment > 1 or rec.transfer or rec.transferred_to or rec.transferred_from:
         rows += [("Segment", f"{rec.segment} of call {rec.parent_call_id or rec.call_id}"),
                  ("Transfer", record_transfer(rec))]

@@ -119,7 +119,7 @@ function handle(msg) {
       renderTransferPickers();
       break;
     case "transfer": renderTransfer(msg); break;
-    case "device": $("device").value = msg.device; break;
+    case "device": $("device").value = msg.device; bl.device = msg.device; break;
     case "state": renderState(msg.agent); break;
     case "offer": renderOffer(msg); break;
     case "offer_ended":
@@ -165,6 +165,7 @@ function renderDevice(hello) {
     $("device").options[1].textContent = `my desk phone (extension ${hello.phone})`;
     $("device").value = hello.device || "browser";
   }
+  bl.device = hello.device || "browser";
 }
 
 function renderOffer(msg) {
@@ -200,6 +201,10 @@ function renderCall(msg) {
     $("call-caller").textContent = msg.caller || "withheld";
     $("call-name").textContent = msg.caller_name ? `(${msg.caller_name})` : "";
     show("call-recording", !!msg.recording);
+    show("call-held", !!msg.on_hold);
+    $("btn-hold").textContent = msg.on_hold ? "Resume" : "Hold";
+    $("btn-hold").disabled = msg.state !== "on_call";
+    $("btn-mute").hidden = bl.device === "phone";  // a desk phone has its own mute key
     show("consulted", false);  // a consult that became a transfer: the caller is ours now
     show("call", true);
     clearInterval(bl.callTimer);
@@ -208,6 +213,7 @@ function renderCall(msg) {
     tick(); bl.callTimer = setInterval(tick, 1000);
   } else if (msg.state === "ended") {
     bl.call = null;
+    setMuted(false);
     show("call", false);
     clearInterval(bl.callTimer);
     addHistory(`Call with ${msg.caller || "withheld"} ended: ${msg.cause || ""}`);
@@ -296,6 +302,18 @@ $("btn-pause").onclick = () => send("pause", {reason: $("pause-reason").value});
 $("btn-answer").onclick = () => bl.offer && send("answer", {call_id: bl.offer.call_id});
 $("btn-reject").onclick = () => bl.offer && send("reject", {call_id: bl.offer.call_id});
 $("btn-hangup").onclick = () => send("hangup");
+$("btn-hold").onclick = () => bl.call && send(bl.call.on_hold ? "resume" : "hold");
+$("btn-mute").onclick = () => setMuted($("btn-mute").getAttribute("aria-pressed") !== "true");
+for (const key of document.querySelectorAll("#keypad button")) {
+  key.onclick = () => { if (bl.call) { error(""); send("keys", {digits: key.dataset.key}); } };
+}
+
+// the caller stops hearing this browser's microphone; the box goes on recording what it gets (silence)
+function setMuted(muted) {
+  if (bl.stream) bl.stream.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+  $("btn-mute").setAttribute("aria-pressed", String(muted));
+  $("btn-mute").textContent = muted ? "Unmute" : "Mute";
+}
 $("btn-wrapup-done").onclick = () => send("wrapup", {disposition: $("disposition").value});
 $("btn-logout").onclick = () => {
   send("logout");
