@@ -26,7 +26,7 @@ from appliance.call_support import HANGUP_TIMEOUT_S, CallStore, customer_context
 from appliance.live_call import AgentMediaDirectory, DialExternal, LiveCall
 from appliance.records import CallOutcome, CallRecord
 from appliance.transfer_requests import (
-    BlindTransfer, CancelConsult, CompleteTransfer, Consult, Retrieve, Target, TransferError,
+    BlindTransfer, CancelConsult, CompleteTransfer, Consult, Retrieve, Target, TransferError, TransferNotice,
 )
 from media.bridge import Bridge
 from media.call_audio import QueueAudio, load_hold_music
@@ -96,6 +96,11 @@ class CallCenter:
             return False
         await conv.keys_by(agent_id, digits)
         return True
+
+    def transfer_shown(self, agent_id: str) -> TransferNotice | None:
+        """The transfer in progress this agent's console shows (a page reload gets it again)."""
+        return next((lc.conversation.notices[agent_id] for lc in self._live.values()
+                     if lc.conversation is not None and agent_id in lc.conversation.notices), None)
 
     def _owned_by(self, agent_id: str) -> Conversation | None:
         return next((lc.conversation for lc in self._live.values()

@@ -27,7 +27,7 @@ from appliance.live_call import (
     unanswered_segment_record,
 )
 from appliance.records import CallOutcome, CallRecord
-from appliance.transfer import Phase, TransferControl
+from appliance.transfer import TRANSFER_IN_PROGRESS, Phase, TransferControl
 from appliance.transfer_requests import TransferError, TransferNotice, TransferRequest
 from media.bridge import Bridge, NullLeg
 from media.frames import LegAudio
@@ -90,6 +90,7 @@ class Conversation:
         self._watch: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._give_up_at: float | None = None
+        self.notices: dict[str, TransferNotice] = {}  # agent id -> the transfer in progress they were last told of
 
     # --- the console's side (runs in other tasks: only checks and posts) ------------------------
     @property
@@ -252,6 +253,7 @@ class Conversation:
                                agent_id=agent_id, agent_name=name, transferred_from=transferred_from,
                                enqueued_at=enqueued_at, offers=offers)
         self.owner, self._give_up_at, self._dtmf_from = agent_id, None, len(self.lc.dtmf)
+        self.notices.clear()  # whatever transfer was going on is over
         self._bridge_owner()
         self.lc.segment, self.lc.agent_id, self.lc.agent_name = self.last_n, agent_id, name
         self.svc.set_state(self.lc, LiveState.ON_CALL)
@@ -327,7 +329,12 @@ class Conversation:
 
     def notify(self, agent_id: str, state: str, role: str, peer: str | None, message: str) -> None:
         if agent_id:
-            self.svc.publish(TransferNotice(self.call_id, agent_id, state, role, peer, self.call.caller.number, message))
+            notice = TransferNotice(self.call_id, agent_id, state, role, peer, self.call.caller.number, message)
+            if state in TRANSFER_IN_PROGRESS:
+                self.notices[agent_id] = notice  # a console that reloads now is shown it again
+            else:
+                self.notices.pop(agent_id, None)
+            self.svc.publish(notice)
 
     async def hangup_outbound(self, out: OutboundCall, cause: HangupCause) -> None:
         await hang_up(out, cause)

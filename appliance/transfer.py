@@ -52,6 +52,10 @@ class Phase(StrEnum):
     HELD = "held"  # a consult was not answered: the caller waits until the agent retrieves
 
 
+# the phases an agent's console shows a transfer box for (the same strings go in TransferNotice.state)
+TRANSFER_IN_PROGRESS = frozenset({str(Phase.DIALING), str(Phase.CONSULT_RINGING), str(Phase.CONSULTING),
+                                  str(Phase.HELD)})
+
 _ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.TALKING: frozenset({Phase.DIALING, Phase.TRANSFERRING, Phase.CONSULT_RINGING}),
     Phase.DIALING: frozenset({Phase.TALKING}),

@@ -198,8 +198,10 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
         deps.acd.login(agent_id)
         queues = [q for q in deps.queues() if q.id in deps.acd.snapshot(agent_id).queues]
         current = next((c for c in deps.live_calls() if c.agent_id == agent_id and str(c.state) in ("on_call", "dialing")), None)
+        shown = deps.transfers.transfer_shown(agent_id) if deps.transfers is not None else None
         await ws.send_json({
             "call": _event_doc(agent_id, CallUpdate(current)) if current is not None else None,
+            "transfer": _event_doc(agent_id, shown) if shown is not None else None,
             "type": "hello",
             "agent": _agent_doc(deps.acd.snapshot(agent_id)),
             "dispositions": sorted({d for q in queues for d in q.dispositions}),

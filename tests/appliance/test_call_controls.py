@@ -9,7 +9,7 @@ import pytest
 from appliance.call_controls import CallerHold, ControlError, send_keys
 from appliance.transfer_requests import ToAgent
 from media.bridge import Bridge
-from tests.appliance.test_transfer import WAIT_S, Caller, FakeLeg, Site, site  # noqa: F401  (site: fixture)
+from tests.appliance.test_transfer import WAIT_S, Caller, FakeLeg, Site, consulting, site  # noqa: F401  (site: fixture)
 
 
 class HoldingCaller(Caller):
@@ -103,6 +103,15 @@ async def test_keys_reach_the_callers_line_in_order(site: Site) -> None:
         await site.center.agent_keys("alice", "12x")
     assert not await site.center.agent_keys("bob", "1")  # bob has no call
     call.leaves()
+
+
+async def test_a_console_reloaded_during_a_consult_is_shown_the_consult_again(site: Site) -> None:
+    await consulting(site)
+    shown = site.center.transfer_shown("alice"), site.center.transfer_shown("bob")
+    assert [(n.state, n.role) for n in shown if n is not None] == [("consulting", "from"), ("consulting", "to")]
+    site.center.complete_transfer("alice", "c1")
+    await site.until(lambda: site.center.conversation("c1").owner == "bob", "bob has the caller")
+    assert site.center.transfer_shown("alice") is None and site.center.transfer_shown("bob") is None
 
 
 # --- CallerHold on its own ----------------------------------------------------------------------------

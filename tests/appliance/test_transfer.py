@@ -250,7 +250,7 @@ async def site(tmp_path: Path):
     store, audio, dialler = Store(tmp_path / "rec"), AgentAudio(), Dialler()
     center = CallCenter(cfg, acd, store, hub.topic("calls"), audio, NAMES.__getitem__, dial_external=dialler)
     await center.prepare()
-    feed = SiteFeed(SimpleNamespace(hub=hub, cfg=cfg, acd=acd, store=None, calls=center))
+    feed = SiteFeed(SimpleNamespace(hub=hub, cfg=cfg, acd=acd, store=None, calls=center, agent_config=lambda a: None))
     await feed.start()
     events: list[Any] = []
     changed = asyncio.Condition()

@@ -2,7 +2,8 @@
 
 SIPp calls in and plays SIPp's g711a speech (looped, so it lasts through the transfer);
 two headless Chromium agents talk through fake microphones (Alice a 1 kHz tone, Bob
-600 Hz). Alice answers, consults Bob, Bob answers, Alice completes; Bob then hangs up from
+600 Hz). Alice answers, consults Bob, Bob answers, Alice's page reloads (her console shows the consult
+again) and she completes; Bob then hangs up from
 his console and SIPp gets the box's BYE. Checked: the two stored segment records, each
 agent's own wrap-up, the queue statistics from the local API, the continuous recording
 (left = caller throughout, right = 1 kHz then 600 Hz), and caller audio reaching Bob.
@@ -145,6 +146,10 @@ async def test_attended_transfer_alice_to_bob(tmp_path: Path) -> None:
             await alice.wait_for_selector("#consult-box[data-state=consulting]", timeout=UI_TIMEOUT_MS)
             await bob.wait_for_selector("#consulted:not([hidden])", timeout=UI_TIMEOUT_MS)
 
+            # Alice's page reloads mid-consult: logged in again, her console shows the consult again
+            await log_in(alice, box.web_url, "alice", "alice-pw", available=False)
+            await alice.wait_for_selector("#consult-box[data-state=consulting]", timeout=UI_TIMEOUT_MS)
+            assert await alice.text_content("#call-caller") == "sipp"
             await alice.click("#btn-complete")
             await bob.wait_for_selector("#call:not([hidden])", timeout=UI_TIMEOUT_MS)
             assert await bob.text_content("#call-caller") == "sipp"
@@ -156,7 +161,9 @@ async def test_attended_transfer_alice_to_bob(tmp_path: Path) -> None:
             assert rc == 0, out[-3000:]
             await wrap_up(bob, "resolved")
             for page in (alice, bob):
-                states = await page.evaluate("bl.events.filter(e => e.type === 'state').map(e => e.agent.state)")
+                # the hello after a log-in carries the state then: Alice's reloaded page starts on_call
+                states = await page.evaluate("bl.events.filter(e => e.type === 'state' || e.type === 'hello')"
+                                             ".map(e => e.agent.state)")
                 changes = [st for i, st in enumerate(states) if i == 0 or states[i - 1] != st]
                 assert changes[-3:] == ["on_call", "wrap_up", "available"], states
 

@@ -113,6 +113,7 @@ function handle(msg) {
       bl.transferQueues = msg.transfer_queues || [];
       renderTransferPickers();
       if (msg.call) renderCall(msg.call);  // back on a call after a page reload
+      if (msg.transfer) renderTransfer(msg.transfer);  // ... and in the middle of a transfer
       break;
     case "agents":
       for (const a of msg.agents) bl.colleagues.set(a.agent_id, a);
