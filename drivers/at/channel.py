@@ -10,8 +10,10 @@ Bytes go in through ``feed()`` (from the serial link); lines come out of the sha
    response or between the ``> `` prompt and the final result;
 3. a final result code completes the command (``OK``/``CONNECT`` succeed; ``ERROR``,
    ``+CME ERROR``, ``+CMS ERROR``, vendor ``COMMAND NOT SUPPORT`` raise). Call results
-   (``NO CARRIER``, ``BUSY`` ...) are finals only for dial/answer commands, otherwise
-   they are URCs (the remote hung up);
+   (``NO CARRIER``, ``BUSY``, ``NO ANSWER``, ``NO DIALTONE``) are finals only for
+   dial/answer commands, otherwise they are URCs (the remote hung up). V.250 result
+   code 6 is spelt ``NO DIALTONE``; chipsets that print ``NO DIAL TONE`` are reported
+   with the V.250 spelling, so callers match one text;
 4. anything else is an information line of the response.
 
 Without a pending command every line is a URC. ``+CMT:`` and ``+CDS:`` carry their PDU
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 AT_TIMEOUT_S = 5.0  # ordinary commands answer in 5-300 ms; 5 s covers a busy UART module
 RESYNC_TIMEOUT_S = 2.0  # a plain "AT" after a timeout; a modem that cannot answer it is gone
 
-_CALL_RESULTS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+_CALL_RESULTS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")  # V.250 result codes 3, 7, 8, 6
+_CALL_RESULT_SPELLINGS = {"NO DIAL TONE": "NO DIALTONE"}  # vendor spelling -> V.250 text
 _ERROR_RE = re.compile(r"^\+?CM([ES]) ERROR:?\s*(.*)$", re.IGNORECASE)
 _BODY_URCS = ("+CMT:", "+CDS:")  # the PDU follows on the next line
 
@@ -163,6 +166,7 @@ class AtChannel:
             head, self._body_for = self._body_for, None
             self._on_urc(Urc(head, text))
             return
+        text = _CALL_RESULT_SPELLINGS.get(text.upper(), text)
         p = self._pending
         if p is not None and p.prefix and text.upper().startswith(p.prefix):
             p.lines.append(text)
@@ -245,7 +249,9 @@ class AtChannel:
             log.warning("%s: no answer to %s within %.1fs; will resync", self.name, command, timeout)
             raise AtTimeout(command, tuple(p.lines)) from None
         except asyncio.CancelledError:
-            self.needs_resync = not p.future.done()  # its late answer must not complete the next command
+            # cancelling us cancelled ``p.future`` too: unless it had its answer, a late one must not
+            # complete the next command (and an aborted ATD needs the modem back in command mode)
+            self.needs_resync = p.future.cancelled() or not p.future.done()
             raise
         finally:
             self._pending = None

@@ -1,10 +1,17 @@
 """Voice call state machine for one modem, pure code (no asyncio, no serial).
 
 ``CallMachine.handle(item)`` takes typed URC items (drivers.gsm.urc) and host actions
-(``Answered``, ``Dialled``, ``LocalHangup``, ``RingTimeout``, ``Lost``) and returns
-effects for the shell to carry out. Vendor differences come from the profile:
-Huawei's ``^ORIG/^CONF/^CONN/^CEND``, SIMCom's ``VOICE CALL: BEGIN/END``, 3GPP
-``NO CARRIER``/``BUSY``/``+CLCC``.
+(``Answered``, ``Dialled``, ``LocalHangup``, ``RingTimeout``, ``ReleaseTimeout``,
+``Lost``) and returns effects for the shell to carry out. Vendor differences come from
+the profile: Huawei's ``^ORIG/^CONF/^CONN/^CEND``, SIMCom's ``VOICE CALL: BEGIN/END``,
+Quectel's ``^DSCI``, 3GPP ``NO CARRIER``/``BUSY``/``+CLCC``.
+
+``^DSCI`` (and ``+CLCC``) lines name the call they describe; once the machine knows its
+call's index, lines about another call (a waiting or held one) are ignored. A ``^DSCI``
+release before the answer does not end the call by itself: the modem sends the final
+code that says why (``BUSY``, ``NO ANSWER``, ``NO CARRIER``) right after it, and that
+ends it; on the ``ReleaseSeen`` effect the shell arms a timer that sends ``ReleaseTimeout``
+in case none comes.
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from enum import StrEnum
 
 from appliance.lines import CallerId, DialFailure, HangupCause
 from drivers.gsm.profiles import AudioStart, ModemProfile
-from drivers.gsm.urc import CallEnd, CallProgress, ClccLine, Clip, Ring
+from drivers.gsm.urc import CallEnd, CallProgress, CallStatus, Clip, Ring
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,11 @@ class RingTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseTimeout:
+    """A ``^DSCI`` release while dialling was not followed by a final code: the call is gone."""
+
+
+@dataclass(frozen=True, slots=True)
 class Lost:
     """The port vanished (or the box is shutting down)."""
 
@@ -106,7 +118,12 @@ class Progress:
     state: CallState
 
 
-Effect = Offer | CallerUpdate | Connected | EnableAudio | Ended | Progress
+@dataclass(frozen=True, slots=True)
+class ReleaseSeen:
+    """The modem released the call before the answer; send ``ReleaseTimeout`` if no final code follows."""
+
+
+Effect = Offer | CallerUpdate | Connected | EnableAudio | Ended | Progress | ReleaseSeen
 
 
 def caller_from_clip(clip: Clip) -> CallerId:
@@ -149,7 +166,7 @@ def dial_failure(end: CallEnd) -> DialFailure:
         return DialFailure.BUSY
     if source == "NO ANSWER":
         return DialFailure.NO_ANSWER
-    if source in ("NO CARRIER", "NO DIALTONE", "VOICE CALL: END", "HANGUP", "+CLCC RELEASED"):
+    if source in ("NO CARRIER", "NO DIALTONE", "VOICE CALL: END", "HANGUP", "+CLCC RELEASED", "^DSCI RELEASED"):
         return DialFailure.UNREACHABLE  # NO DIALTONE on a GSM modem = not registered
     m = re.match(r"^\+?CME ERROR:?\s*(\d+)", source)
     if m is not None:
@@ -170,6 +187,7 @@ class CallMachine:
         self.inbound = False
         self.caller: CallerId | None = None
         self.index: int | None = None
+        self.release_pending = False  # a ^DSCI release while dialling; the final code should follow
         self._offered = False
 
     def _go(self, new: CallState, why: str) -> None:
@@ -188,6 +206,7 @@ class CallMachine:
         answered = self.state is CallState.ACTIVE
         self._go(CallState.IDLE, detail)
         self.caller, self.index, self._offered, self.inbound = None, None, False, False
+        self.release_pending = False
         return [Ended(cause, detail, duration, answered, failure)]
 
     def handle(self, item: object) -> list[Effect]:
@@ -225,18 +244,8 @@ class CallMachine:
             return [Progress(CallState.DIALING)]
         if isinstance(item, CallProgress):
             return self._progress(item)
-        if isinstance(item, ClccLine):
-            if item.stat == 3 and s is CallState.DIALING:
-                self._go(CallState.ALERTING, "+CLCC alerting")
-                return [Progress(CallState.ALERTING)]
-            if item.stat == 0 and s in (CallState.DIALING, CallState.ALERTING):
-                self._go(CallState.ACTIVE, "+CLCC active")
-                audio: list[Effect] = [EnableAudio()] if self.profile.audio_start is AudioStart.ON_ANSWER else []
-                return [Connected(), Progress(CallState.ACTIVE), *audio]
-            if item.stat == 6 and s is not CallState.IDLE:
-                failure = dial_failure(CallEnd("+CLCC released")) if self.dialling else None
-                return self._end(self._cause_for(CallEnd("+CLCC released")), "+CLCC released", failure=failure)
-            return []
+        if isinstance(item, CallStatus):
+            return self._status(item)
         if isinstance(item, CallEnd):
             if s is CallState.IDLE:
                 return []
@@ -251,11 +260,38 @@ class CallMachine:
             return self._end(item.cause, "local hang-up", failure=failure)
         if isinstance(item, RingTimeout):
             return self._end(HangupCause.CANCELLED, "caller gave up") if s is CallState.RINGING else []
+        if isinstance(item, ReleaseTimeout):
+            return self._released(CallEnd("^DSCI released")) if self.release_pending and self.dialling else []
         if isinstance(item, Lost):
             detail = "modem lost" if item.cause is HangupCause.LINE_LOST else str(item.cause)
             failure = DialFailure.LINE_DOWN if self.dialling else None
             return [] if s is CallState.IDLE else self._end(item.cause, detail, failure=failure)
         return []
+
+    def _status(self, item: CallStatus) -> list[Effect]:
+        s = self.state
+        if s is CallState.IDLE or (self.index is not None and item.index != self.index):
+            return []  # no call of ours, or a line about another (waiting, held) call
+        ours = (item.stat in (0, 2, 3) and self.dialling) or (item.stat in (0, 4) and self.inbound)
+        if ours:
+            self.index = item.index
+        if item.stat == 3 and s is CallState.DIALING:
+            self._go(CallState.ALERTING, f"{item.source} alerting")
+            return [Progress(CallState.ALERTING)]
+        if item.stat == 0 and s in (CallState.DIALING, CallState.ALERTING):
+            self._go(CallState.ACTIVE, f"{item.source} active")
+            audio: list[Effect] = [EnableAudio()] if self.profile.audio_start is AudioStart.ON_ANSWER else []
+            return [Connected(), Progress(CallState.ACTIVE), *audio]
+        if item.stat == 6:
+            if item.source == "^DSCI" and self.dialling:
+                self.release_pending = True  # BUSY / NO ANSWER / NO CARRIER follows and says why
+                return [ReleaseSeen()]
+            return self._released(CallEnd(f"{item.source} released"))
+        return []
+
+    def _released(self, end: CallEnd) -> list[Effect]:
+        failure = dial_failure(end) if self.dialling else None
+        return self._end(self._cause_for(end), end.source, failure=failure)
 
     def _progress(self, item: CallProgress) -> list[Effect]:
         s = self.state

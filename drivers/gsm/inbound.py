@@ -4,9 +4,9 @@ and, for calls we place (``direction == "out"``), ``appliance.lines.OutboundCall
 The modem session drives it (``_set_state``, ``_finish``); the appliance calls
 ``answer``/``hangup`` (inbound) or ``wait_answered``/``hangup`` (outbound). An outgoing
 call counts as answered when the modem's call state machine reaches ACTIVE: Huawei
-``^CONN``, SIMCom ``VOICE CALL: BEGIN`` or ``+CLCC`` stat 0, ``+COLP`` in the ATD
-response, or (generic 3GPP, Quectel) ``+CLCC`` stat 0 from polling -- never the ``OK``
-that ATD returns at once. ``audio`` is the modem's PCM port, the same path inbound
+``^CONN``, SIMCom ``VOICE CALL: BEGIN`` or ``+CLCC`` stat 0, Quectel ``^DSCI`` state 3,
+``+COLP`` in the ATD response, or (generic 3GPP; Quectel firmware that refuses
+``AT^DSCI=1``) ``+CLCC`` stat 0 from polling -- never the ``OK`` that ATD returns at once. ``audio`` is the modem's PCM port, the same path inbound
 calls use; frames flow once the profile's audio command (``^DDSETEX=2``,
 ``+CPCMREG=1``, ``+QPCMV``) has run. A generic modem has no PCM port: no frames.
 """

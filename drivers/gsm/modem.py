@@ -4,9 +4,10 @@
 ``initialise()`` runs the bring-up, ``serve()`` runs the background loops until the
 port goes away (it then raises ``PortLost``; the line's supervisor starts a new
 session). URCs are parsed into typed items and routed: calls go through the pure
-``CallMachine``, SMS work goes to one worker through a bounded queue, USSD replies
-resolve the pending request. ``dial()`` starts an outgoing call: the ATD runs in the
-background and the same ``CallMachine`` tracks it to the answer (or the failure).
+``CallMachine``, SMS work goes to the ``SmsService``'s queue and worker (drivers.gsm.sms),
+USSD replies to the ``UssdSession`` (drivers.gsm.ussd_session). ``dial()`` starts an
+outgoing call: the ATD runs in the background and the same ``CallMachine`` tracks it
+to the answer (or the failure).
 """
 from __future__ import annotations
 
@@ -25,23 +26,20 @@ from drivers.gsm.events import (CallStateChanged, DtmfReceived, MissedCall, Mode
 from drivers.gsm.inbound import GsmCall
 from drivers.gsm.profiles import ModemProfile
 from drivers.gsm.sms import Persist, SmsService
-from drivers.gsm.ussd import encode_request, parse_cusd
+from drivers.gsm.ussd_session import USSD_TIMEOUT_S, UssdSession
 from drivers.serial_port import SerialLink
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30.0  # an idle modem is poked this often; a dead USB link is found within 35 s
 KEEPALIVE_TIMEOUT_S = 5.0
-SMS_QUEUE_MAX = 64  # pending SMS notifications; beyond that we sweep the store instead
-USSD_TIMEOUT_S = 30.0  # the network answers USSD in 1-30 s
-USSD_RELEASE_GRACE_S = 2.0  # after "+CUSD: 2,<text>" the real reply follows within ~1 s, if at all
 DIAL_TIMEOUT_S = 90.0  # ATD returns OK at once on most; with COLP=1 only on the answer (networks ring <= 60-90 s)
 DIAL_ACCEPT_S = 2.0  # dial() waits this long for ATD's immediate OK/ERROR, then leaves it running
 RING_GONE_S = 8.0  # no RING for this long: ask +CLCC whether the caller is still there
 CLCC_POLL_S = 1.0  # while dialing on modems without progress URCs
+RELEASE_FINAL_WAIT_S = 1.0  # ^DSCI release while dialling: the final code (BUSY ...) follows in the same burst
 AUDIO_RETRY_S = 0.5  # AT+CPCMREG=1 answering ERROR on a degraded SIM7600: retry after this
 UNEXPECTED_LOG_LIMIT = 5  # garbage lines logged at INFO per session, then only at DEBUG
-CONCAT_SWEEP_S = 60.0  # how often incomplete concatenated SMS sets are checked for timeout
 
 
 class GsmModem:
@@ -65,10 +63,7 @@ class GsmModem:
         self.voice_ok = True
         self.sms: SmsService | None = None
         self._persist = persist
-        self._sms_q: asyncio.Queue[tuple] = asyncio.Queue(SMS_QUEUE_MAX)
-        self._ussd: asyncio.Future[UssdReply] | None = None
-        self._ussd_lock = asyncio.Lock()
-        self._ussd_packed = profile.ussd_packed
+        self.ussd_session: UssdSession | None = None
         self._dtmf_cmd = profile.dtmf_send
         self._last_ring = 0.0
         self._dial_task: asyncio.Task | None = None
@@ -80,6 +75,8 @@ class GsmModem:
     async def connect(self, port: str, audio_port: str | None = None) -> None:
         self.ch = AtChannel(self._write, self._on_urc, urc_prefixes=self.profile.urc_prefixes + self.profile.noise_prefixes,
                             error_finals=self.profile.error_finals, name=port)
+        self.sms = SmsService(self.ch, self.line_id, self._emit, self._persist)  # before the port: URCs may come at once
+        self.ussd_session = UssdSession(self.ch, self.line_id, self._emit, packed=self.profile.ussd_packed)
         self.link = await SerialLink.open(port, self.ch.feed)
         self.link.lost.add_done_callback(lambda f: self._on_lost(f))
         if audio_port and self.profile.has_audio_port:
@@ -88,7 +85,6 @@ class GsmModem:
                 self.audio.attach(self.audio_link)
             except PortLost as exc:
                 log.warning("%s: audio port unavailable (%s); calls will have no audio", port, exc)
-        self.sms = SmsService(self.ch, self.line_id, self._emit, self._persist)
 
     def _write(self, data: bytes) -> None:
         assert self.link is not None
@@ -126,7 +122,7 @@ class GsmModem:
     # ---- bring-up ------------------------------------------------------------------------
     async def initialise(self, *, expected_imei: str | None = None) -> setup.Identity:
         ch = self.ch
-        assert ch is not None and self.sms is not None
+        assert ch is not None and self.sms is not None and self.ussd_session is not None
         await setup.wake(ch)
         await setup.reset_echo(ch)
         await setup.unlock_sim(ch, self.pin)
@@ -135,7 +131,7 @@ class GsmModem:
             raise DriverError(f"{ch.name} is modem {ident.imei}, not {expected_imei}")
         self.identity = ident
         self.line_id = f"gsm:{ident.imei}"
-        self.sms.line_id = self.line_id
+        self.sms.line_id = self.ussd_session.line_id = self.line_id
         self.sms.storage = await setup.configure(ch, self.profile, self.pin)
         self.voice_ok = await setup.voice_supported(ch, self.profile)
         op = await setup.operator(ch)
@@ -149,12 +145,12 @@ class GsmModem:
 
     async def serve(self) -> None:
         """Background loops until the port is lost; raises PortLost / AtTimeout."""
-        assert self.link is not None
-        self._queue_sms(("sweep",))
+        assert self.link is not None and self.sms is not None
+        self.sms.notify(("sweep",))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._keepalive(), name=f"{self.line_id} keepalive")
-                tg.create_task(self._sms_worker(), name=f"{self.line_id} sms")
+                tg.create_task(self.sms.work(), name=f"{self.line_id} sms")
                 tg.create_task(self._watch_calls(), name=f"{self.line_id} call-watch")
                 await asyncio.shield(self.link.lost)
                 raise PortLost(f"{self.link.name} disappeared")
@@ -167,32 +163,6 @@ class GsmModem:
         while True:
             await asyncio.sleep(KEEPALIVE_S)
             await self.ch.command("AT", timeout=KEEPALIVE_TIMEOUT_S, urgent=True)
-
-    async def _sms_worker(self) -> None:
-        assert self.sms is not None
-        loop = asyncio.get_running_loop()
-        last_expiry = loop.time()
-        while True:
-            try:
-                async with asyncio.timeout(CONCAT_SWEEP_S):
-                    job = await self._sms_q.get()
-            except TimeoutError:
-                job = ("expire",)
-            try:
-                kind = job[0]
-                if kind == "new":
-                    await self.sms.on_new(job[1], job[2])
-                elif kind == "direct":
-                    await self.sms.on_direct(job[1])
-                elif kind == "status":
-                    await self.sms.on_status_stored(job[1], job[2])
-                elif kind == "sweep":
-                    await self.sms.sweep()
-                if loop.time() - last_expiry >= CONCAT_SWEEP_S or kind == "expire":
-                    last_expiry = loop.time()
-                    await self.sms.expire()
-            except AtError as exc:
-                log.warning("%s: SMS job %s failed: %s", self.line_id, job, exc)
 
     async def _watch_calls(self) -> None:
         """Caller gave up without a hang-up URC; dialing on modems without progress URCs."""
@@ -210,46 +180,29 @@ class GsmModem:
             except AtError:
                 continue
             lines = [urc.parse(Urc(line), self.profile) for line in r.lines]
-            clcc = [x for x in lines if isinstance(x, urc.ClccLine)]
+            clcc = [x for x in lines if isinstance(x, urc.CallStatus)]
             if stale and not any(x.stat in (4, 5) for x in clcc):
                 self._apply(self.machine.handle(cm.RingTimeout()))
             for item in clcc:
                 self._apply(self.machine.handle(item))
 
     # ---- URC routing -----------------------------------------------------------------
-    def _queue_sms(self, job: tuple) -> None:
-        try:
-            self._sms_q.put_nowait(job)
-        except asyncio.QueueFull:
-            log.warning("%s: SMS notifications backing up; will sweep the store", self.line_id)
-            if job[0] != "sweep":
-                self._sms_q.get_nowait()
-                self._sms_q.put_nowait(("sweep",))
-
     def _on_urc(self, u: Urc) -> None:
         item = urc.parse(u, self.profile)
         if isinstance(item, (urc.Ring, urc.Clip)):
             self._last_ring = asyncio.get_running_loop().time()
-        if isinstance(item, (urc.Ring, urc.Clip, urc.CallProgress, urc.CallEnd, urc.ClccLine)):
+        if isinstance(item, (urc.Ring, urc.Clip, urc.CallProgress, urc.CallEnd, urc.CallStatus)):
             self._apply(self.machine.handle(item))
         elif isinstance(item, urc.Signal):
             self._emit(SignalChanged(self.line_id, item.rssi, dbm(item.rssi)))
         elif isinstance(item, urc.Registration):
             self._emit(RegistrationChanged(self.line_id, item.stat, item.lac, item.ci))
-        elif isinstance(item, urc.NewSms):
-            self._queue_sms(("new", item.storage, item.index))
-        elif isinstance(item, urc.StatusStored):
-            self._queue_sms(("status", item.storage, item.index))
-        elif isinstance(item, urc.SmsPdu):
-            if item.kind == "+CMT":
-                self._queue_sms(("direct", item.pdu))
-            elif self.sms is not None:
-                self.sms.on_status_pdu(item.pdu)
-        elif isinstance(item, urc.MemoryFull):
-            log.warning("%s: SMS storage %s full; draining it", self.line_id, item.storage)
-            self._queue_sms(("sweep",))
+        elif isinstance(item, (urc.NewSms, urc.StatusStored, urc.SmsPdu, urc.MemoryFull)):
+            assert self.sms is not None  # made with the channel, before any byte can arrive
+            self.sms.on_urc(item)
         elif isinstance(item, urc.UssdLine):
-            self._on_cusd(item.text)
+            assert self.ussd_session is not None
+            self.ussd_session.on_cusd(item.text)
         elif isinstance(item, urc.Dtmf):
             self._emit(DtmfReceived(self.line_id, item.digit, item.duration_ms))
             if self.call is not None:
@@ -284,6 +237,9 @@ class GsmModem:
                 self._emit(CallStateChanged(self.line_id, self.call.call_id, str(e.state)))
             elif isinstance(e, cm.EnableAudio):
                 self._spawn(self._enable_audio(), "audio-on")
+            elif isinstance(e, cm.ReleaseSeen):
+                asyncio.get_running_loop().call_later(
+                    RELEASE_FINAL_WAIT_S, lambda: self._apply(self.machine.handle(cm.ReleaseTimeout())))
             elif isinstance(e, cm.Ended):
                 self._ended(e)
 
@@ -391,38 +347,6 @@ class GsmModem:
         return self._dtmf_cmd
 
     async def ussd(self, code: str, *, timeout: float = USSD_TIMEOUT_S) -> UssdReply:
-        """Send a USSD code and wait for the network's reply (plain first; packed after ERROR)."""
-        assert self.ch is not None
-        async with self._ussd_lock:
-            self._ussd = asyncio.get_running_loop().create_future()
-            try:
-                for packed in ((self._ussd_packed,) if self._ussd_packed else (False, True)):
-                    try:
-                        await self.ch.command(f'AT+CUSD=1,"{encode_request(code, packed=packed)}",15', prefix="")
-                        self._ussd_packed = packed
-                        break
-                    except AtError:
-                        if packed:
-                            raise
-                        log.info("%s: plain USSD rejected; retrying packed 7-bit", self.line_id)
-                async with asyncio.timeout(timeout):
-                    return await self._ussd
-            finally:
-                self._ussd = None
-
-    def _on_cusd(self, text: str) -> None:
-        res = parse_cusd(text, packed_hint=self._ussd_packed)
-        if res is None:
-            log.warning("%s: unparseable USSD reply %r", self.line_id, text)
-            return
-        reply = UssdReply(self.line_id, res.status, res.text, res.dcs)
-        if self._ussd is not None and not self._ussd.done():
-            if res.status == 2 and res.text:
-                # "+CUSD: 2,"Initiating Release"" may precede the real answer: give it a moment
-                fut = self._ussd
-                asyncio.get_running_loop().call_later(
-                    USSD_RELEASE_GRACE_S, lambda: fut.done() or fut.set_result(reply))
-                return
-            self._ussd.set_result(reply)
-        else:
-            self._emit(reply)  # network-initiated notification
+        """Send a USSD code and wait for the network's reply (drivers.gsm.ussd_session)."""
+        assert self.ussd_session is not None
+        return await self.ussd_session.request(code, timeout=timeout)

@@ -95,6 +95,7 @@ QUECTEL = replace(
     name="Quectel EC2x",
     urc_prefixes=BASE_URCS + ("^DSCI:", "+QIND:", "+QTONEDET:"),
     noise_prefixes=("+QIND:", "RDY"),
+    vendor_init=("AT^DSCI=1",),  # ^DSCI call-state URCs: the answer and the release at once (modems.md A.7)
     iccid_command="AT+QCCID",
     iccid_prefix="+QCCID:",
     answer="AT+QPCMV=0;+QPCMV=1,0;A",

@@ -6,6 +6,10 @@ incomplete concatenated message stay on the SIM until the set is delivered. A PD
 cannot decode is surfaced raw as ``SmsUndecodable`` (and persisted, then deleted) —
 never dropped. ``sweep()`` lists and drains the whole store; it runs after init and
 when the modem reports its memory full.
+
+The modem's SMS URCs go to ``on_urc()``: the work they start (read, persist, delete)
+queues for ``work()``, one job at a time in arrival order, so the URC path never
+waits on the modem. A full queue turns into one sweep of the store.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from drivers.at.errors import AtError, CmsError
 from drivers.gsm import pdu
 from drivers.gsm.concat import Assembled, Reassembler
 from drivers.gsm.events import SmsReceived, SmsSendFailed, SmsSent, SmsStatus, SmsUndecodable
+from drivers.gsm.urc import MemoryFull, NewSms, SmsPdu, StatusStored
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,8 @@ SEND_RETRY_DELAY_S = 3.0  # grows linearly: 3 s, 6 s — enough for an SMSC hicc
 LIST_TIMEOUT_S = 20.0  # AT+CMGL on a full 100-slot SIM takes several seconds
 TRANSIENT_CMS = frozenset({500, 300, 314, 331, 332, 42, 41, 38, 47})  # unknown/busy/no network/congestion
 SENT_MEMORY = 256  # TP-MR wraps at 256: remember at most that many sent parts for report matching
+SMS_QUEUE_MAX = 64  # pending SMS notifications; beyond that we sweep the store instead
+CONCAT_SWEEP_S = 60.0  # how often incomplete concatenated SMS sets are checked for timeout
 
 Persist = Callable[[SmsReceived | SmsUndecodable], Awaitable[None]]
 Emit = Callable[[object], None]
@@ -57,6 +64,58 @@ class SmsService:
         self.storage: str | None = None  # current <mem1> (read/delete) as the modem has it
         self._sent: OrderedDict[int, tuple[str, str]] = OrderedDict()  # mr -> (message_id, destination)
         self._ref = itertools.count(int(time.time()) & 0xFF)
+        self._jobs: asyncio.Queue[tuple] = asyncio.Queue(SMS_QUEUE_MAX)
+
+    # ---- URCs and the worker ---------------------------------------------------------
+    def on_urc(self, item: NewSms | StatusStored | SmsPdu | MemoryFull) -> None:
+        if isinstance(item, NewSms):
+            self.notify(("new", item.storage, item.index))
+        elif isinstance(item, StatusStored):
+            self.notify(("status", item.storage, item.index))
+        elif isinstance(item, SmsPdu):
+            if item.kind == "+CMT":
+                self.notify(("direct", item.pdu))
+            else:
+                self.on_status_pdu(item.pdu)
+        else:
+            log.warning("%s: SMS storage %s full; draining it", self.line_id, item.storage)
+            self.notify(("sweep",))
+
+    def notify(self, job: tuple) -> None:
+        """Queue a job for ``work()``; never blocks (a full queue becomes one sweep)."""
+        try:
+            self._jobs.put_nowait(job)
+        except asyncio.QueueFull:
+            log.warning("%s: SMS notifications backing up; will sweep the store", self.line_id)
+            if job[0] != "sweep":
+                self._jobs.get_nowait()
+                self._jobs.put_nowait(("sweep",))
+
+    async def work(self) -> None:
+        """Run queued jobs forever; incomplete concatenated sets are expired every CONCAT_SWEEP_S."""
+        loop = asyncio.get_running_loop()
+        last_expiry = loop.time()
+        while True:
+            try:
+                async with asyncio.timeout(CONCAT_SWEEP_S):
+                    job = await self._jobs.get()
+            except TimeoutError:
+                job = ("expire",)
+            try:
+                kind = job[0]
+                if kind == "new":
+                    await self.on_new(job[1], job[2])
+                elif kind == "direct":
+                    await self.on_direct(job[1])
+                elif kind == "status":
+                    await self.on_status_stored(job[1], job[2])
+                elif kind == "sweep":
+                    await self.sweep()
+                if loop.time() - last_expiry >= CONCAT_SWEEP_S or kind == "expire":
+                    last_expiry = loop.time()
+                    await self.expire()
+            except AtError as exc:
+                log.warning("%s: SMS job %s failed: %s", self.line_id, job, exc)
 
     # ---- receiving ---------------------------------------------------------------
     async def _use_storage(self, storage: str) -> None:

@@ -38,11 +38,14 @@ class CallEnd:
 
 
 @dataclass(frozen=True, slots=True)
-class ClccLine:
+class CallStatus:
+    """One call's state: a ``+CLCC`` line (polled, or SIMCom's AT+CLCC=1 URC) or a ``^DSCI`` URC."""
+
     index: int
     direction: int  # 0 MO, 1 MT
-    stat: int  # 0 active, 1 held, 2 dialing, 3 alerting, 4 incoming, 5 waiting, 6 released
+    stat: int  # +CLCC numbering: 0 active, 1 held, 2 dialing, 3 alerting, 4 incoming, 5 waiting, 6 released
     number: str | None
+    source: str = "+CLCC"  # "+CLCC" | "^DSCI"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +109,16 @@ class Unknown:
     text: str
 
 
-UrcItem = (Ring | Clip | CallProgress | CallEnd | ClccLine | NewSms | StatusStored | SmsPdu | UssdLine | Signal
+UrcItem = (Ring | Clip | CallProgress | CallEnd | CallStatus | NewSms | StatusStored | SmsPdu | UssdLine | Signal
            | Registration | PinState | Dtmf | MemoryFull | Noise | Unknown)
 
 _INT = r"\s*(-?\d+)\s*"
+
+# ^DSCI <stat> (Quectel EC2x / SIMCom after AT^DSCI=1, modems.md A.7) -> +CLCC <stat>. The
+# numbering differs from +CLCC: 2 originating, 3 connected (chan_quectel), 6 released; 7 is
+# alerting in public Quectel driver code (not in modems.md); 1 held, 4 incoming, 5 waiting.
+_DSCI_TO_CLCC = {1: 1, 2: 2, 3: 0, 4: 4, 5: 5, 6: 6, 7: 3}
+_DSCI_VOICE = 0  # <type>: only voice calls are ours
 
 
 def _ints(text: str) -> list[int | None]:
@@ -165,8 +174,10 @@ def parse(urc: Urc, profile: ModemProfile) -> UrcItem:
         f = _fields(t[6:])
         v = _ints(",".join(f[:5]))
         if len(v) >= 3 and None not in v[:3]:
-            return ClccLine(v[0], v[1], v[2], (f[5] or None) if len(f) > 5 else None)  # type: ignore[arg-type]
+            return CallStatus(v[0], v[1], v[2], (f[5] or None) if len(f) > 5 else None)  # type: ignore[arg-type]
         return Unknown(t)
+    if t.startswith("^DSCI:"):
+        return _dsci(t)
     if t.startswith("+CMTI:") or t.startswith("+CDSI:"):
         m = re.match(r'^\+\w+:\s*"?([^",]*)"?\s*,' + _INT + "$", t)
         if m is None:
@@ -200,6 +211,18 @@ def parse(urc: Urc, profile: ModemProfile) -> UrcItem:
     if t.startswith(profile.urc_prefixes):
         return Noise(t)
     return Unknown(t)
+
+
+def _dsci(t: str) -> CallStatus | Noise | Unknown:
+    """``^DSCI: <id>,<dir>,<stat>,<type>,<number>,<toa>`` (the number quoted or not)."""
+    f = _fields(t[6:])
+    v = _ints(",".join(f[:4]))
+    if len(v) < 4 or None in v or v[2] not in _DSCI_TO_CLCC:
+        return Unknown(t)
+    if v[3] != _DSCI_VOICE:
+        return Noise(t)
+    return CallStatus(v[0], v[1], _DSCI_TO_CLCC[v[2]], (f[4] or None) if len(f) > 4 else None,  # type: ignore[arg-type]
+                      source="^DSCI")
 
 
 def _duration(digits: str) -> int | None:

@@ -9,12 +9,13 @@ with each vendor's progress URCs, PCM audio on a second pty (320-byte frames eve
 new port names with the same IMEI.
 
 Outgoing calls: ``ATD<number>[I];`` is accepted with ``OK`` (Huawei adds ``^ORIG:1,0``,
-SIMCom with ``AT+CLCC=1`` a ``+CLCC`` stat 2 line). When a ``SimCallee`` is set
-(``callee`` default, ``callees`` per number) the far end then plays its part in the
-profile's own bytes (drivers.sim.callee): alerting (``^CONF:1`` / ``+CLCC`` stat 3 /
-stat 3 in a ``+CLCC`` poll), the answer (``^CONN:1,0`` / ``VOICE CALL: BEGIN`` / stat 0),
+SIMCom with ``AT+CLCC=1`` a ``+CLCC`` stat 2 line, Quectel with ``AT^DSCI=1`` a
+``^DSCI`` state 2 line). When a ``SimCallee`` is set (``callee`` default, ``callees``
+per number) the far end then plays its part in the profile's own bytes
+(drivers.sim.callee): alerting (``^CONF:1`` / ``+CLCC`` stat 3 / stat 3 in a ``+CLCC``
+poll), the answer (``^CONN:1,0`` / ``VOICE CALL: BEGIN`` / stat 0 / ``^DSCI`` state 3),
 busy / no answer / unreachable (``^CEND:1,0,104,<17|19|1>`` / ``BUSY`` / ``NO ANSWER``
-/ ``NO CARRIER``), and an optional far-end hang-up; once the host has opened the PCM
+/ ``NO CARRIER``, after ``^DSCI`` state 6 on Quectel), and an optional far-end hang-up; once the host has opened the PCM
 path the callee's tone streams on the audio pty. With no callee the test drives the
 call itself (``remote_answers``, ``caller_hangs_up``).
 

@@ -32,6 +32,7 @@ class SimCall:
     started: float = 0.0
     clir: bool = False  # outgoing: dialled with the I modifier (caller ID withheld)
     pcm: bytes = b""  # outgoing: the callee's voice, looped on the PCM port once answered
+    announced: bool = False  # incoming: the ^DSCI "incoming" line went out with the first ring
 
 
 class ModemModel:
@@ -60,6 +61,7 @@ class ModemModel:
         self.locked = self.pin is not None
         self.busy_left = 0
         self.clcc_urc = False  # SIMCom AT+CLCC=1: +CLCC lines as URCs on call state changes
+        self.dsci = False  # Quectel AT^DSCI=1: ^DSCI lines as URCs on call state changes
         self.call = None
 
     def power_off(self) -> None:
@@ -149,6 +151,9 @@ class ModemModel:
             return self.info(f"+QCCID: {ident.iccid}")
         if up == "AT+CLCC=1" and self.key == "simcom":
             self.clcc_urc = True
+            return OK
+        if up == "AT^DSCI=1" and self.key == "quectel":
+            self.dsci = True
             return OK
         for handler in (self._storage, self._calls, self._sms_send, self._ussd):
             out = handler(up, text)
@@ -243,6 +248,9 @@ class ModemModel:
         if c is None:
             return b""
         ring = line("+CRING: VOICE") if self.crc else line("RING")
+        if not c.announced:
+            c.announced = True
+            ring += self._dsci(c, 4)
         if c.validity:
             clip = f'+CLIP: "",128,"",0,"",{c.validity}'
         elif self.key == "huawei":
@@ -260,6 +268,7 @@ class ModemModel:
             return OK + line("VOICE CALL: BEGIN")
         if self.key == "quectel":
             self.sim.start_audio()
+            return OK + self._dsci(self.call, 3)
         return OK
 
     def _calls(self, up: str, text: str) -> bytes | None:
@@ -278,7 +287,7 @@ class ModemModel:
                 return OK + line("^ORIG:1,0")
             if self.clcc_urc:
                 return OK + self.clcc(self.call, 2)
-            return OK
+            return OK + self._dsci(self.call, 2)
         if up == "AT+CLCC":
             c = self.call
             if c is None:
@@ -304,6 +313,15 @@ class ModemModel:
     def _clcc_urc(self, c: SimCall, stat: int) -> bytes:
         return self.clcc(c, stat) if self.clcc_urc and c.direction == "out" else b""
 
+    def _dsci(self, c: SimCall, stat: int) -> bytes:
+        """Quectel ``^DSCI`` numbering (modems.md A.7): 2 originating, 3 connected, 4 incoming, 6 released;
+        the number unquoted."""
+        if not self.dsci:
+            return b""
+        number = c.number or ""
+        toa = 145 if number.startswith("+") else 129
+        return line(f'^DSCI: 1,{0 if c.direction == "out" else 1},{stat},0,{number},{toa}')
+
     def remote_alerting(self) -> bytes:
         """The callee's phone rings (ringback to us): Huawei ^CONF, SIMCom +CLCC stat 3, others nothing
         (a +CLCC poll shows stat 3)."""
@@ -324,7 +342,7 @@ class ModemModel:
             cause = {"busy": 17, "no_answer": 19}.get(outcome, 1)  # 1: unassigned number
             return line(f"^CEND:1,0,104,{cause}")
         final = {"busy": "BUSY", "no_answer": "NO ANSWER"}.get(outcome, "NO CARRIER")
-        return line(final) + self._clcc_urc(c, 6)  # the final code first: it says why
+        return self._dsci(c, 6) + line(final) + self._clcc_urc(c, 6)  # +CLCC after the final code; ^DSCI before
 
     def remote_answer(self) -> bytes:
         if self.call is None:
@@ -336,6 +354,7 @@ class ModemModel:
             return line("VOICE CALL: BEGIN") + self._clcc_urc(self.call, 0)
         if self.key == "quectel":
             self.sim.start_audio()
+            return self._dsci(self.call, 3)
         return b""
 
     def remote_hangup(self) -> bytes:
@@ -352,4 +371,4 @@ class ModemModel:
         if self.key == "simcom" and c.state == "active":
             return (line(f"VOICE CALL: END: {dur:06d}") + (b"" if local else line("NO CARRIER"))
                     + self._clcc_urc(c, 6))
-        return (b"" if local else line("NO CARRIER")) + self._clcc_urc(c, 6)
+        return self._dsci(c, 6) + (b"" if local else line("NO CARRIER")) + self._clcc_urc(c, 6)

@@ -3,8 +3,9 @@
 The line runs the modem under ``appliance.supervisor.supervise``: open the port,
 initialise, then serve rings until the port goes away (``PortLost`` -> restart with
 backoff; the port name is resolved again on every run, so a re-enumerated modem comes
-back). Each ring sequence becomes one ``AnalogCall`` handed to the
-``IncomingCallHandler``; answer/hang-up are serialised on the one modem.
+back). Each ring sequence becomes one ``AnalogCall`` (drivers.voicemodem.inbound) handed
+to the ``IncomingCallHandler``; outgoing calls are ``AnalogOutboundCall``
+(drivers.voicemodem.outbound). Answer, dial and hang-up are serialised on the one modem.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from typing import Callable
 
 from appliance.lines import (CallerId, CallGone, DialFailed, DialFailure, HangupCause, IncomingCallHandler, LineKind,
@@ -20,9 +20,9 @@ from appliance.lines import (CallerId, CallGone, DialFailed, DialFailure, Hangup
 from appliance.supervisor import Backoff, supervise
 from drivers.at.errors import AtTimeout, DriverError, PortLost
 from drivers.serial_port import SerialLink
-from drivers.voicemodem.audio import ModemAudio, UnansweredLeg
 from drivers.voicemodem.callerid import CallerIdReport
 from drivers.voicemodem.config import AnalogConfig
+from drivers.voicemodem.inbound import AnalogCall
 from drivers.voicemodem.modem import DialResult, ModemSettings, PortMode, VoiceModem
 from drivers.voicemodem.outbound import DIAL_FAILURES, AnalogOutboundCall
 from drivers.voicemodem.profiles import VoiceModemProfile
@@ -36,7 +36,6 @@ from drivers.voicemodem.state import (
     MachineEvent,
     Notice,
 )
-from media.frames import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -46,68 +45,6 @@ HANGUP_TIMEOUT_S = 8.0  # stop voice (2 x 1.5 s) + on hook (5 s): the hang-up mu
 HANDLER_GRACE_S = 5.0  # on line shutdown, give running call handlers this long to notice the end
 DIAL_ABORT_TIMEOUT_S = 3.0  # a cancelled ATD task unwinds at once; bounded so hangup() always finishes
 _DIALABLE = re.compile(r"[0-9*#]{1,40}")  # DTMF/pulse digits; the dial plan gives national format
-
-
-class AnalogCall:
-    """One inbound call on an analog line (implements ``appliance.lines.InboundCall``)."""
-
-    kind = LineKind.ANALOG
-
-    def __init__(self, line: "AnalogLine", report: CallerIdReport | None) -> None:
-        self.call_id = f"analog-{uuid.uuid4().hex[:16]}"
-        self.line_id = line.line_id
-        self.report = report  # full caller-ID detail (date, time, trust) for the call record
-        self.caller = report.to_caller_id() if report is not None else CallerId(None, None, "unavailable")
-        self.called: str | None = None
-        self.audio: ModemAudio | UnansweredLeg = UnansweredLeg()
-        self._line = line
-        self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
-        self._dtmf: list[Callable[[str], None]] = []
-
-    @property
-    def ended(self) -> bool:
-        return self._ended.done()
-
-    async def progress(self) -> None:
-        """Analog lines have no early media: the caller keeps hearing the exchange's ringing."""
-
-    async def answer(self) -> None:
-        if self.ended:
-            raise CallGone(f"{self.call_id} already ended ({self._ended.result()})")
-        await self._line._answer(self)
-
-    async def hangup(self, cause: HangupCause) -> None:
-        if self.ended:
-            return
-        await self._line._hangup(self, cause)
-
-    async def wait_ended(self) -> HangupCause:
-        return await asyncio.shield(self._ended)
-
-    def on_dtmf(self, callback: Callable[[str], None]) -> None:
-        self._dtmf.append(callback)
-
-    # ---- driver side -------------------------------------------------------------------
-    def _digit(self, digit: str) -> None:
-        for callback in self._dtmf:
-            try:
-                callback(digit)
-            except Exception:  # a faulty subscriber must not break the driver
-                log.exception("%s: DTMF callback failed", self.call_id)
-
-    def _end(self, cause: HangupCause) -> None:
-        if not self._ended.done():
-            self._ended.set_result(cause)
-            if isinstance(self.audio, ModemAudio):
-                self.audio.close()
-                st = self.audio.statistics()
-                log.info("%s: call %s ended (%s); received %.1f s (%d bytes dropped), sent %d frames (%d dropped)",
-                         self.line_id, self.call_id, cause, st.rx_received_bytes / (2 * SAMPLE_RATE), st.rx_dropped_bytes,
-                         st.tx_frames, st.tx_dropped_frames)
-            else:
-                log.info("%s: call %s ended (%s)", self.line_id, self.call_id, cause)
-            if self._line._up.is_set():
-                self._line._publish("up")
 
 
 class AnalogLine:

@@ -41,7 +41,7 @@ PLAY_END_TIMEOUT_S = 3.0  # after <DLE><ETX> the modem plays out PLAY_LEAD_S of 
 DIAL_TIMEOUT_S = 60.0  # ATD in voice mode: dial tone wait + dialling + call progress (~45 s of ringing)
 MAX_CONNECT_WAIT = 4096  # bytes buffered while waiting for CONNECT before treating them as text
 _URC_PREFIXES = ("RING", "DATE", "TIME", "NMBR", "NAME", "MESG", "DDN_NMBR", "DRON", "DROF", "REASON", "QUAL",
-                 "REDIRECT", "NO DIAL TONE")  # the last: a dial result the shared AT channel does not know
+                 "REDIRECT")
 _RAW_CID_PREFIXES = ("80", "04")
 _CONNECT_RE = re.compile(rb"CONNECT[^\r\n]*\r")
 _BARE_OK = b"\r\nOK\r\n"
@@ -69,7 +69,7 @@ class DialResult(StrEnum):
 
 
 _DIAL_FINALS = {"BUSY": DialResult.BUSY, "NO CARRIER": DialResult.NO_CARRIER,
-                "NO DIALTONE": DialResult.NO_DIALTONE, "NO DIAL TONE": DialResult.NO_DIALTONE,
+                "NO DIALTONE": DialResult.NO_DIALTONE,  # the AT channel reports "NO DIAL TONE" spelt so too
                 "NO ANSWER": DialResult.NO_ANSWER}
 
 
@@ -116,7 +116,6 @@ class VoiceModem:
         self._timer: asyncio.TimerHandle | None = None
         self._after_connect = PortMode.VOICE
         self._interrupt: tuple[frozenset[VoiceEvent], asyncio.Future[VoiceEvent]] | None = None
-        self._no_dial_tone: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
 
     def _new_machine(self, profile: VoiceModemProfile | None) -> LineMachine:
@@ -222,10 +221,6 @@ class VoiceModem:
                       self._decoder.audio_bytes, self._decoder.events)
 
     def _on_urc(self, urc: Urc) -> None:
-        if urc.text.upper() == "NO DIAL TONE":  # spelling of NO DIALTONE on some chipsets: ends a pending ATD
-            if self._no_dial_tone is not None and not self._no_dial_tone.done():
-                self._no_dial_tone.set_result(None)
-            return
         if urc.text.upper() == "OK":
             if self._final_ok is not None and not self._final_ok.done():
                 self._final_ok.set_result(None)
@@ -396,25 +391,12 @@ class VoiceModem:
         if not re.fullmatch(r"[0-9*#,+WwPpTt]+", number):
             raise ValueError(f"not a dialable number: {number!r}")
         self.machine.transition(LineState.DIALING, f"dial {number}")
-        self._no_dial_tone = self._loop.create_future()
-        command = self._loop.create_task(
-            self.channel.command(f"ATD{number};", timeout=DIAL_TIMEOUT_S, call_result=True, prefix="VCON",
-                                 final_on_prefix=True), name=f"{self.name}:ATD")
         try:
-            await asyncio.wait({command, self._no_dial_tone}, return_when=asyncio.FIRST_COMPLETED)
-            if not command.done():  # "NO DIAL TONE": a final result the channel would wait past
-                command.cancel()
-                await asyncio.wait({command})
-                self.machine.transition(LineState.IDLE, "NO DIAL TONE")
-                return DialResult.NO_DIALTONE
-            command.result()
+            await self.channel.command(f"ATD{number};", timeout=DIAL_TIMEOUT_S, call_result=True, prefix="VCON",
+                                       final_on_prefix=True)
         except AtError as exc:
             self.machine.transition(LineState.IDLE, exc.final)
             return _DIAL_FINALS.get(exc.final.upper(), DialResult.ERROR)
-        finally:
-            self._no_dial_tone = None
-            if not command.done():
-                command.cancel()
         await self._start_voice()
         self.machine.transition(LineState.VOICE, "dialled")
         return DialResult.CONNECTED

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from appliance.lines import DialFailed, DialFailure, HangupCause, LineKind
-from drivers.voicemodem.audio import ModemAudio, UnansweredLeg
+from appliance.lines import DialFailed, DialFailure, HangupCause
+from drivers.voicemodem.analog_call import AnalogCallBase
+from drivers.voicemodem.audio import ModemAudio
 from drivers.voicemodem.modem import DialResult
 from media.dtmf import DIGITS, dtmf_frames
 
@@ -53,24 +53,14 @@ DIAL_FAILURES = {
 }
 
 
-class AnalogOutboundCall:
-    kind = LineKind.ANALOG
-
+class AnalogOutboundCall(AnalogCallBase):
     def __init__(self, line: "AnalogLine", number: str) -> None:
-        self.call_id = f"analog-{uuid.uuid4().hex[:16]}"
-        self.line_id = line.line_id
+        super().__init__(line.line_id)
         self.called = number
-        self.audio: ModemAudio | UnansweredLeg = UnansweredLeg()
         self._line = line
         self._answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._answered.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)  # no "never retrieved"
-        self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
-        self._dtmf: list[Callable[[str], None]] = []
         self.dial_task: asyncio.Task[None] | None = None
-
-    @property
-    def ended(self) -> bool:
-        return self._ended.done()
 
     @property
     def answered(self) -> bool:
@@ -85,12 +75,6 @@ class AnalogOutboundCall:
         if self.ended:
             return
         await self._line._hangup_outbound(self, cause)
-
-    async def wait_ended(self) -> HangupCause:
-        return await asyncio.shield(self._ended)
-
-    def on_dtmf(self, callback: Callable[[str], None]) -> None:
-        self._dtmf.append(callback)
 
     async def send_dtmf(self, digit: str) -> bool:
         """In-band: False before the answer, after the end, on a half-duplex modem or for a non-digit."""
@@ -109,13 +93,6 @@ class AnalogOutboundCall:
     def _fail(self, failure: DialFailure, detail: str) -> None:
         if not self._answered.done():
             self._answered.set_exception(DialFailed(failure, f"{self.called}: {detail}"))
-
-    def _digit(self, digit: str) -> None:
-        for callback in self._dtmf:
-            try:
-                callback(digit)
-            except Exception:  # a faulty subscriber must not break the driver
-                log.exception("%s: DTMF callback failed", self.call_id)
 
     def _end(self, cause: HangupCause) -> None:
         if self._ended.done():

@@ -107,6 +107,25 @@ async def test_no_carrier_ends_a_dial(wire):
     assert info.value.final == "BUSY"
 
 
+@pytest.mark.parametrize("reply", [b"\r\nNO DIALTONE\r\n", b"\r\nNO DIAL TONE\r\n", b"\r\nNo Dial Tone\r\n"])
+async def test_no_dialtone_in_either_spelling_ends_a_dial_at_once(wire, reply):
+    # V.250 result code 6; some chipsets print it with a space. Either one is the ATD's
+    # final result (the command does not wait for a timeout) and is reported in the V.250 spelling.
+    with pytest.raises(AtError) as info:
+        await run(wire, wire.ch.command("ATD123;", call_result=True), reply)
+    assert info.value.final == "NO DIALTONE"
+    assert not wire.ch.needs_resync and wire.urcs == []
+    r = await run(wire, wire.ch.command("AT"), b"\r\nOK\r\n")  # the channel is free for the next command
+    assert r.final == "OK"
+
+
+async def test_no_dial_tone_is_a_urc_when_not_dialling(wire):
+    r = await run(wire, wire.ch.command("AT+CSQ"), b"\r\nNO DIAL TONE\r\n\r\n+CSQ: 14,99\r\n\r\nOK\r\n")
+    assert r.lines == ("+CSQ: 14,99",)
+    wire.reply(b"\r\nNO DIAL TONE\r\n")  # and with nothing pending at all
+    assert wire.urcs == [Urc("NO DIALTONE"), Urc("NO DIALTONE")]
+
+
 async def test_timeout_starts_at_write_then_resync():
     wire = Wire("whole")
     with pytest.raises(AtTimeout):
@@ -120,6 +139,23 @@ async def test_timeout_starts_at_write_then_resync():
     wire.reply(b"\r\nhuawei\r\n\r\nOK\r\n")
     async with asyncio.timeout(1):
         assert (await task).lines == ("huawei",)
+
+
+async def test_a_cancelled_command_resyncs_before_the_next_one():
+    wire = Wire("whole")
+    dial = asyncio.create_task(wire.ch.command("ATD+441632960000;", call_result=True), name="dial")
+    assert await wire.next_write() == b"ATD+441632960000;\r"
+    dial.cancel()  # the agent hung up while the modem was still dialling
+    with pytest.raises(asyncio.CancelledError):
+        await dial
+    assert wire.ch.needs_resync
+    task = asyncio.create_task(wire.ch.command("AT+CHUP"), name="after-cancel")
+    assert await wire.next_write() == b"AT\r"  # back in command mode first
+    wire.reply(b"\r\nNO CARRIER\r\n\r\nOK\r\n")  # the aborted dial's late result, then the AT's OK
+    assert await wire.next_write() == b"AT+CHUP\r"
+    wire.reply(b"\r\nOK\r\n")
+    async with asyncio.timeout(1):
+        assert (await task).lines == ()
 
 
 async def test_port_lost_fails_pending_and_later_commands():

@@ -26,7 +26,16 @@ from drivers.gsm.profiles import GENERIC, HUAWEI, QUECTEL, SIMCOM
     ('+CREG: 1,"1F54","15A",2', GENERIC, urc.Registration(1, "1F54", "15A")),
     ("+RXDTMF: 5", SIMCOM, urc.Dtmf("5", None)),
     ("+QTONEDET: 35", QUECTEL, urc.Dtmf("#", None)),
-    ('+CLCC: 1,1,4,0,0,"+44",145', GENERIC, urc.ClccLine(1, 1, 4, "+44")),
+    ('+CLCC: 1,1,4,0,0,"+44",145', GENERIC, urc.CallStatus(1, 1, 4, "+44")),
+    # Quectel ^DSCI (modems.md A.7): its <stat> is mapped to the +CLCC numbering the machine uses
+    ("^DSCI: 1,0,2,0,+447700900123,129", QUECTEL, urc.CallStatus(1, 0, 2, "+447700900123", "^DSCI")),
+    ("^DSCI: 4,1,3,0,+447700900123,145", QUECTEL, urc.CallStatus(4, 1, 0, "+447700900123", "^DSCI")),  # connected
+    ("^DSCI: 3,0,6,0,07700900123,129", QUECTEL, urc.CallStatus(3, 0, 6, "07700900123", "^DSCI")),  # released
+    ('^DSCI: 1,0,3,0,"+447700900123",145', QUECTEL, urc.CallStatus(1, 0, 0, "+447700900123", "^DSCI")),  # quoted
+    ("^DSCI: 1,0,7,0,+447700900123,145", QUECTEL, urc.CallStatus(1, 0, 3, "+447700900123", "^DSCI")),  # alerting
+    ("^DSCI: 2,1,4,0,,128", QUECTEL, urc.CallStatus(2, 1, 4, None, "^DSCI")),  # withheld caller
+    ("^DSCI: 1,0,3,1,+447700900123,145", QUECTEL, urc.Noise("^DSCI: 1,0,3,1,+447700900123,145")),  # a data call
+    ("^DSCI: 1,0,9,0,+447700900123,145", QUECTEL, urc.Unknown("^DSCI: 1,0,9,0,+447700900123,145")),
     ('+CIEV: "SMSFULL",1', GENERIC, urc.MemoryFull("SM")),
     ("\ufffd\ufffdgarbage", GENERIC, urc.Unknown("\ufffd\ufffdgarbage")),
 ])

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, LineKind
+from drivers.gsm import modem as modem_mod
 from drivers.gsm.calls import CallState
 from drivers.gsm.line import GsmConfig, GsmLine
 from drivers.sim.callee import Outcome, SimCallee
@@ -71,7 +72,7 @@ async def test_far_end_hangs_up(sims, profile):
         await again.hangup(HangupCause.AGENT_HUNG_UP)
 
 
-@pytest.mark.parametrize("profile", ["huawei", "simcom", "generic"])
+@pytest.mark.parametrize("profile", ["huawei", "simcom", "quectel", "generic"])
 @pytest.mark.parametrize("outcome,failure", [(Outcome.BUSY, DialFailure.BUSY),
                                              (Outcome.NO_ANSWER, DialFailure.NO_ANSWER),
                                              (Outcome.UNREACHABLE, DialFailure.UNREACHABLE)])
@@ -84,6 +85,18 @@ async def test_dial_fails_before_answer(sims, profile, outcome, failure):
         assert err.value.reason is failure and NUMBER in err.value.detail
         assert await ended(call) is HangupCause.REJECTED
         assert CallState.ACTIVE not in call.history and not line.modem.audio.enabled
+
+
+async def test_quectel_answer_and_far_end_hang_up_come_from_dsci_not_polling(sims, monkeypatch):
+    monkeypatch.setattr(modem_mod, "CLCC_POLL_S", 60.0)  # no +CLCC poll inside this test
+    sim = sims("quectel", callee=SimCallee(hangup_after_s=0.3, **QUICK))
+    async with running_gsm_line(sim) as line:
+        assert "AT^DSCI=1" in sim.received  # bring-up turned the call-state URCs on
+        call = await line.dial(NUMBER)
+        await answered(call)  # from "^DSCI: 1,0,3,0,+447700900123,145"
+        assert await ended(call) is HangupCause.FAR_END_HUNG_UP  # "^DSCI: 1,0,6,..." then NO CARRIER
+        assert "AT+CLCC" not in sim.received
+        assert call.history == [CallState.DIALING, CallState.ACTIVE, CallState.IDLE]
 
 
 async def test_cancel_while_ringing(sims):

@@ -86,6 +86,62 @@ def test_quectel_clcc_active_enables_pcm():
     assert cm.EnableAudio() in w.feed(b'\r\n+CLCC: 1,0,0,0,0,"+447700900123",145\r\n')  # QPCMV set with ATD
 
 
+# ---- Quectel ^DSCI (AT^DSCI=1; modems.md A.7: 2 originating, 3 connected, 6 released) ----
+def dsci(stat: int, index: int = 1, direction: int = 0) -> bytes:
+    return f"\r\n^DSCI: {index},{direction},{stat},0,+447700900123,145\r\n".encode()
+
+
+def test_quectel_dsci_answer_is_active_at_once_then_release_ends_it():
+    w = Wire(QUECTEL)
+    w.dial()
+    assert w.feed(dsci(2)) == [] and w.machine.index == 1  # originating: still dialling
+    got = w.feed(b"\r\n^DSCI: 1,0,3,0,+4477009", b"00123,145\r\n")  # connected, split across reads
+    assert got == [cm.Connected(), cm.Progress(cm.CallState.ACTIVE), cm.EnableAudio()]  # no +CLCC poll needed
+    [end] = w.feed(dsci(6) + b"\r\nNO CARRIER\r\n")
+    assert end == cm.Ended(HangupCause.FAR_END_HUNG_UP, "^DSCI released", None, True, None)
+    assert w.machine.state is cm.CallState.IDLE
+
+
+@pytest.mark.parametrize("final,failure", [(b"BUSY", DialFailure.BUSY), (b"NO ANSWER", DialFailure.NO_ANSWER),
+                                           (b"NO CARRIER", DialFailure.UNREACHABLE)])
+def test_quectel_dsci_release_before_answer_waits_for_the_final_code(final, failure):
+    w = Wire(QUECTEL)
+    w.dial()
+    w.feed(dsci(2))
+    assert w.feed(dsci(6)) == [cm.ReleaseSeen()]  # the reason is in the final code right after it
+    assert w.machine.state is cm.CallState.DIALING and w.machine.release_pending
+    [end] = w.feed(b"\r\n" + final + b"\r\n")
+    assert (end.failure, end.cause, end.answered) == (failure, HangupCause.REJECTED, False)
+    assert w.machine.handle(cm.ReleaseTimeout()) == []  # the shell's timer fires late: nothing left to end
+
+
+def test_quectel_dsci_release_with_no_final_code_ends_on_the_timeout():
+    w = Wire(QUECTEL)
+    w.dial()
+    w.feed(dsci(2), dsci(6))
+    [end] = w.machine.handle(cm.ReleaseTimeout())
+    assert (end.failure, end.detail, end.answered) == (DialFailure.UNREACHABLE, "^DSCI released", False)
+    assert w.feed(b"\r\nNO CARRIER\r\n") == []
+
+
+def test_quectel_dsci_about_another_call_is_ignored():
+    w = Wire(QUECTEL)
+    w.dial()
+    w.feed(dsci(2), dsci(3))
+    assert w.feed(dsci(5, index=2, direction=1), dsci(6, index=2, direction=1)) == []  # a waiting call came and went
+    assert w.machine.state is cm.CallState.ACTIVE
+    [end] = w.feed(dsci(6))
+    assert end.cause is HangupCause.FAR_END_HUNG_UP and end.answered
+
+
+def test_quectel_dsci_incoming_caller_gives_up_is_a_missed_call_at_once():
+    w = Wire(QUECTEL)
+    w.feed(b'\r\nRING\r\n' + dsci(4, direction=1) + b'\r\n+CLIP: "+447700900123",145,"",0,"",0\r\n')
+    assert w.machine.state is cm.CallState.RINGING and w.machine.index == 1
+    [end] = [e for e in w.feed(dsci(6, direction=1)) if isinstance(e, cm.Ended)]
+    assert (end.cause, end.answered, end.failure) == (HangupCause.CANCELLED, False, None)
+
+
 def test_simcom_clcc_urcs_voice_call_begin_and_end():
     w = Wire(SIMCOM)
     w.dial()
