@@ -18,8 +18,8 @@ from appliance.lines import CallGone, HangupCause, LineKind
 from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
 from drivers.sip.identity import caller_id_of, replaces_of
 from drivers.sip.inband import InbandDtmfLeg
-from drivers.sip.errors import SdpError
-from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, negotiate, parse_sdp
+from drivers.sip.reoffer import SUPPORTED, ReOffers
+from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer
 from drivers.sip.session_timer import SessionTimer
 from drivers.sip.transfer import ReferCallback, ReferServer
 from drivers.sip.useragent import ALLOW, ServerTransaction, UserAgent, new_tag
@@ -27,9 +27,7 @@ from media.rtp import RtpSession
 
 log = logging.getLogger(__name__)
 
-GLARE_RETRY_MAX_S = 2.0  # §14.1: not the Call-ID owner, so retry a 491'd re-INVITE after 0..2 s
 ACK_WAIT_S = 32.0  # 64*T1: after that the 2xx retransmitter gives up and the call ends anyway
-REINVITE_WAIT_S = 40.0  # Timer B (32 s) reports a silent peer first; this only bounds a bug
 
 
 class CallState(StrEnum):
@@ -85,7 +83,7 @@ class SipCall:
         # where the INVITE came from (a desk phone's consult call is checked against its registration)
         self.source: tuple[str, int] = txn.conn.peer
         self.transport: str = getattr(txn.conn, "transport", "TCP" if txn.conn.reliable else "UDP").lower()
-        self.audio = InbandDtmfLeg(rtp)  # what the bridge reads/writes; plays in-band DTMF when needed
+        self.audio = InbandDtmfLeg(rtp, self.call_id)  # what the bridge reads/writes; plays in-band DTMF when needed
         self.state = CallState.RINGING
         self.sip_call_id = invite.call_id
         self.local_tag = new_tag()
@@ -107,17 +105,15 @@ class SipCall:
         self._bye_pending = False
         self._dialog = DialogRequests.uas(invite, txn.conn, self.local_tag, contact)
         self.replaces = replaces_of(invite)  # INVITE with Replaces (RFC 3891): the dialog it takes over
-        self._session_timer = session_timer
-        self._session_handle: asyncio.TimerHandle | None = None
-        self._reinvite_out = False  # our re-INVITE is pending: a crossing one gets 491 (glare)
-        self._local_direction = Direction.SENDRECV  # what we offer: SENDONLY while we hold the caller
         self._side_tasks: set[asyncio.Task] = set()  # session refresh / expiry work
         self._confirmed = asyncio.Event()  # set by the ACK of our 200
-        self._dtmf_callbacks: list[Callable[[str], None]] = []
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
         self._refer = ReferServer(ua, self.call_id, self._spawn)
+        self._offers = ReOffers(ua, self.call_id, contact=contact, call_id_owner=False,
+                                ready=lambda: self.state is CallState.CONFIRMED, dialog=lambda: self._dialog,
+                                body=self._reoffer_body, answered=self._reoffer_answered, hangup=self.hangup,
+                                spawn=self._spawn, timer=session_timer)
         txn.owner = self
-        rtp.on_dtmf(self._deliver_dtmf)
 
     # ---- helpers --------------------------------------------------------------
     @property
@@ -139,9 +135,7 @@ class SipCall:
             return
         self._go(CallState.ENDED, cause.value)
         self._confirmed.set()  # a hold() waiting for the ACK gives up now
-        if self._session_handle is not None:
-            self._session_handle.cancel()
-            self._session_handle = None
+        self._offers.cancel()
         self._rtp.close()
         if not self._ended.done():
             self._ended.set_result(cause)
@@ -166,17 +160,10 @@ class SipCall:
     def _sdp_extra(self, final: bool = False) -> tuple[tuple[str, str], ...]:
         extra: tuple[tuple[str, str], ...] = (
             ("Contact", self._contact), ("Allow", ALLOW),
-            ("Supported", "timer, replaces"), ("Content-Type", "application/sdp"))
-        if final and self._session_timer is not None:
-            extra += self._session_timer.response_headers()
+            ("Supported", SUPPORTED), ("Content-Type", "application/sdp"))
+        if final and self._offers.timer is not None:
+            extra += self._offers.timer.response_headers()
         return extra
-
-    def _deliver_dtmf(self, digit: str) -> None:
-        for callback in self._dtmf_callbacks:
-            try:
-                callback(digit)
-            except Exception:
-                log.exception("SIP call %s: DTMF callback failed", self.call_id)
 
     # ---- InboundCall --------------------------------------------------------------
     async def progress(self) -> None:
@@ -201,7 +188,7 @@ class SipCall:
             raise CallGone(self.call_id)
         self._go(CallState.ANSWERED, "200 sent")
         self._retransmitter = self._ua.start_2xx(data, self._txn.conn, self._ack_timeout)
-        self._arm_session_timer()
+        self._offers.arm()
 
     async def hangup(self, cause: HangupCause) -> None:
         if self.state is CallState.ENDED:
@@ -228,7 +215,7 @@ class SipCall:
         return await asyncio.shield(self._ended)
 
     def on_dtmf(self, callback: Callable[[str], None]) -> None:
-        self._dtmf_callbacks.append(callback)
+        self.audio.on_dtmf(callback)
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> bool:
         """Send a digit to the caller: RFC 4733 when the caller negotiated telephone-event, else
@@ -236,13 +223,7 @@ class SipCall:
         caller) or a digit is still playing. ``ValueError`` for a character that is not a key."""
         if self.state is CallState.ENDED:
             return False
-        if self._neg.dtmf_payload_type is not None:
-            return await self._rtp.send_dtmf(digit, duration_ms)
-        neg = self._neg
-        if (neg.direction not in (Direction.SENDRECV, Direction.SENDONLY) or neg.remote_port == 0
-                or neg.remote_host in ("0.0.0.0", "::")):  # held by the caller: nowhere to send
-            return False
-        return await self.audio.send_tones(digit, duration_ms)
+        return await self.audio.send_digit(digit, duration_ms, self._neg)
 
     # ---- events from the line ------------------------------------------------------
     def on_cancel(self) -> None:
@@ -278,21 +259,20 @@ class SipCall:
         if self.state is not CallState.CONFIRMED and not (is_update and self.state is CallState.ANSWERED):
             txn.respond(491 if self.state is CallState.ANSWERED else 481)
             return
-        if self._reinvite_out:  # §14.2 glare: both sides offered at once
-            txn.respond(491, extra=(("Retry-After", "1"),))
+        if self._offers.refuse_crossing(txn):
             return
         reoffer = read_reoffer(txn)
         if reoffer is None:
             return
         if reoffer.timer is not None:
-            self._session_timer = reoffer.timer
+            self._offers.timer = reoffer.timer
         if reoffer.offer is not None and reoffer.negotiated is not None:
             self._offer, self._neg = reoffer.offer, reoffer.negotiated
             self._sdp_version += 1
             self._apply_media()
         self._retransmitter = answer_reoffer(self._ua, txn, self._sdp_extra(final=True), self._answer_sdp,
                                              self._retransmitter)
-        self._arm_session_timer()  # any accepted refresh restarts the session interval
+        self._offers.arm()  # any accepted refresh restarts the session interval
         log.info("SIP call %s: %s from the caller, we are now %s", self.call_id, request.method,
                  self._neg.direction.value)
 
@@ -321,63 +301,18 @@ class SipCall:
                     await self._confirmed.wait()
             except TimeoutError:
                 return False
-        for attempt in range(2):  # one retry after 491
-            if self.state is not CallState.CONFIRMED or self._reinvite_out:
-                return False
-            status = await self._send_reinvite(direction)
-            if status is None or 200 <= status < 300:
-                if status is not None:
-                    log.info("SIP call %s: %s accepted, we are now %s", self.call_id, why, self._neg.direction.value)
-                return status is not None
-            if status != 491 or attempt:
-                log.info("SIP call %s: %s refused with %d", self.call_id, why, status)
-                return False
-            await asyncio.sleep(random.uniform(0.0, GLARE_RETRY_MAX_S))
-        return False
+        return await self._offers.offer(direction, why)
 
-    async def _send_reinvite(self, direction: Direction) -> int | None:
-        """One re-INVITE with our current media and ``direction``; returns the final status (None: no answer)."""
-        neg = dataclasses.replace(self._neg, direction=direction)
+    def _reoffer_body(self, direction: Direction) -> bytes:
+        """Our re-offer: the media we answered with, in ``direction``."""
         self._sdp_version += 1
-        body = build_answer(self._offer, neg, self._local_ip, self._rtp.local_port, self._session_id,
-                            self._sdp_version)
-        extra = (("Contact", self._contact), ("Allow", ALLOW),
-                 ("Supported", "timer, replaces"), ("Content-Type", "application/sdp"))
-        if self._session_timer is not None:
-            extra += (("Session-Expires", f"{self._session_timer.interval};refresher=uas"),)
-        self._reinvite_out = True
-        try:
-            response = await self._dialog.reinvite(self._ua, extra=extra, body=body, wait_s=REINVITE_WAIT_S)
-        finally:
-            self._reinvite_out = False
-        if response is None:
-            log.warning("SIP call %s: re-INVITE unanswered; hanging up", self.call_id)
-            await self.hangup(HangupCause.TIMEOUT)
-            return None
-        if 200 <= response.status < 300:
-            self._local_direction = direction
-            try:
-                answer = negotiate(parse_sdp(response.body)) if response.body else None
-            except SdpError:
-                answer = None
-            if answer is not None:
-                self._neg = answer  # mirrors their answer: an "inactive" answer stops our sending too
-                self._apply_media()
-            self._arm_session_timer()
-        return response.status
+        return build_answer(self._offer, dataclasses.replace(self._neg, direction=direction), self._local_ip,
+                            self._rtp.local_port, self._session_id, self._sdp_version)
 
-    # ---- session timer (RFC 4028) ----------------------------------------------------------
-    def _arm_session_timer(self) -> None:
-        timer = self._session_timer
-        if timer is None or self.state is CallState.ENDED:
-            return
-        if self._session_handle is not None:
-            self._session_handle.cancel()
-        loop = asyncio.get_running_loop()
-        if timer.we_refresh:
-            self._session_handle = loop.call_later(timer.refresh_after, self._refresh_session)
-        else:
-            self._session_handle = loop.call_later(timer.expire_after, self._session_expired)
+    def _reoffer_answered(self, answer: Negotiated | None) -> None:
+        if answer is not None:
+            self._neg = answer  # mirrors their answer: an "inactive" answer stops our sending too
+            self._apply_media()
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.call_id}")
@@ -388,17 +323,6 @@ class SipCall:
         self._side_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("SIP call %s: %s failed: %r", self.call_id, task.get_name(), task.exception())
-
-    def _refresh_session(self) -> None:
-        self._session_handle = None
-        if self.state is CallState.CONFIRMED:
-            self._spawn(self._reoffer(self._local_direction, "session refresh"), "sip-refresh")
-
-    def _session_expired(self) -> None:
-        self._session_handle = None
-        if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
-            log.warning("SIP call %s: session timer expired without a refresh; hanging up", self.call_id)
-            self._spawn(self.hangup(HangupCause.TIMEOUT), "sip-session-expired")
 
     def _ack_timeout(self) -> None:
         log.warning("SIP call %s: no ACK for our 200 within 32 s; sending BYE", self.call_id)

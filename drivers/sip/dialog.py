@@ -4,7 +4,9 @@ A dialog is built once, from the INVITE we received (UAS: ``DialogRequests.uas``
 the 2xx answering the INVITE we sent (UAC: ``DialogRequests.uac``). The remote target is the
 peer's Contact; the route set is the Record-Route of the INVITE (UAS) or of the 2xx,
 reversed (UAC, §12.1.2). Over UDP a request goes to the first hop's address when it is
-numeric with a port, else back where the dialog's messages came from. CSeq counts up from
+numeric with a port, else back where the dialog's messages came from; always back there
+when the INVITE we answer came from elsewhere than its top Via says (a phone behind NAT,
+RFC 3581: its Contact and Via name a private address the box cannot reach). CSeq counts up from
 a random start (UAS) or from the INVITE's (UAC). ``reinvite`` runs one re-INVITE client
 transaction and ACKs its 2xx. ``read_reoffer`` / ``answer_reoffer`` serve a re-INVITE or
 UPDATE from the far end for either kind of call.
@@ -44,6 +46,13 @@ def _next_hop_conn(conn: Connection, target: str, routes: list[str]) -> Connecti
     return conn
 
 
+def behind_nat(request: SipRequest, conn: Connection) -> bool:
+    """The request came from another address than its top Via's sent-by (we would add received/rport)."""
+    via = request.via
+    port = via.port or (5061 if via.transport == "TLS" else 5060)
+    return (via.host.strip("[]"), port) != (conn.peer[0], conn.peer[1])
+
+
 class DialogRequests:
     """Builds our requests in one dialog: From/To/Call-ID/CSeq/Route and the remote target."""
 
@@ -73,7 +82,7 @@ class DialogRequests:
         return cls(call_id=invite.call_id, local=f"{invite.headers.get('To')};tag={local_tag}",
                    remote=invite.headers.get("From") or "", target=target,
                    routes=invite.headers.get_all("Record-Route"), conn=conn, contact=contact,
-                   cseq=random.randint(1, 10000))
+                   cseq=random.randint(1, 10000), follow_next_hop=not behind_nat(invite, conn))
 
     @classmethod
     def uac(cls, invite: SipRequest, response: SipResponse, conn: Connection, contact: str, *,
@@ -175,10 +184,14 @@ def read_reoffer(txn: ServerTransaction) -> ReOffer | None:
 def answer_reoffer(ua: UserAgent, txn: ServerTransaction, extra: tuple[tuple[str, str], ...], body: bytes,
                    retransmitter):
     """Send the 200 to a re-INVITE/UPDATE. A re-INVITE's 2xx is re-sent until its ACK: the
-    previous retransmitter (if any) is stopped and the new one returned (UPDATE: unchanged)."""
-    data = txn.respond(200, extra=extra, body=body)
+    previous retransmitter (if any) is stopped and the new one returned (UPDATE: unchanged).
+    An UPDATE without an offer (a session refresh) gets no SDP back (RFC 3311 §5.2)."""
     if txn.request.method != "INVITE":
+        if not txn.request.body:
+            extra, body = tuple(h for h in extra if h[0].lower() != "content-type"), b""
+        txn.respond(200, extra=extra, body=body)
         return retransmitter
+    data = txn.respond(200, extra=extra, body=body)
     if retransmitter is not None:
         ua.ack_2xx(retransmitter)
     if data is None:

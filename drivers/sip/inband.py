@@ -4,15 +4,21 @@ A caller whose SDP did not offer ``telephone-event`` (RFC 4733) can still hear d
 send: ``send_tones`` plays the dual tones from ``media.dtmf`` through the same RTP stream
 (same SSRC, sequence and timestamp clock), paced every 20 ms. While a digit plays, the
 bridge's frames are held back (counted), exactly as during an RFC 4733 burst, so the
-caller never gets two packets per 20 ms.
+caller never gets two packets per 20 ms. ``send_digit`` picks RFC 4733 or tones for a call
+of either kind; digits received (RFC 4733) go to every ``on_dtmf`` callback.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Callable
 
+from drivers.sip.sdp import Direction, Negotiated
 from media.dtmf import dtmf_frames
 from media.frames import FRAME_S
 from media.rtp import RtpSession, RtpStatistics
+
+log = logging.getLogger(__name__)
 
 INBAND_GAP_MS = 60  # silence after each tone: Q.24 needs >= 40 ms between digits; detectors here use 40
 
@@ -20,10 +26,13 @@ INBAND_GAP_MS = 60  # silence after each tone: Q.24 needs >= 40 ms between digit
 class InbandDtmfLeg:
     """Wraps the call's ``RtpSession``: the ``LegAudio`` the bridge reads and writes, plus in-band DTMF."""
 
-    def __init__(self, rtp: RtpSession) -> None:
+    def __init__(self, rtp: RtpSession, label: str = "") -> None:
         self._rtp = rtp
+        self._label = label  # the call, for logs
         self._playing = False
         self.held_back = 0  # bridge frames not sent because a digit was playing
+        self._dtmf_callbacks: list[Callable[[str], None]] = []
+        rtp.on_dtmf(self._deliver_dtmf)
 
     # ---- LegAudio ---------------------------------------------------------------
     def read_frame_nowait(self) -> bytes | None:
@@ -53,7 +62,27 @@ class InbandDtmfLeg:
     def statistics(self) -> RtpStatistics:
         return self._rtp.statistics()
 
-    # ---- in-band DTMF ---------------------------------------------------------------
+    # ---- DTMF both ways ---------------------------------------------------------------
+    def on_dtmf(self, callback: Callable[[str], None]) -> None:
+        self._dtmf_callbacks.append(callback)
+
+    def _deliver_dtmf(self, digit: str) -> None:
+        for callback in self._dtmf_callbacks:
+            try:
+                callback(digit)
+            except Exception:
+                log.exception("SIP call %s: DTMF callback failed", self._label)
+
+    async def send_digit(self, digit: str, duration_ms: int, neg: Negotiated) -> bool:
+        """RFC 4733 when ``neg`` has telephone-event, else in-band tones. False when we may not send
+        (held by the far end: nowhere to send) or a digit is still playing. ``ValueError``: not a key."""
+        if neg.dtmf_payload_type is not None:
+            return await self._rtp.send_dtmf(digit, duration_ms)
+        if (neg.direction not in (Direction.SENDRECV, Direction.SENDONLY) or neg.remote_port == 0
+                or neg.remote_host in ("0.0.0.0", "::")):
+            return False
+        return await self.send_tones(digit, duration_ms)
+
     @property
     def playing(self) -> bool:
         return self._playing

@@ -5,9 +5,10 @@ Responses drive an explicit state machine: a provisional moves CALLING to PROCEE
 18x with SDP to EARLY (early media flows), a 2xx to CONFIRMED (every 2xx is ACKed, its
 Contact becomes the remote target, its Record-Route reversed the route set). A non-2xx
 final ends the call with a ``DialFailed``; a 401/407 is answered once with the digest
-credentials given. ``hangup()`` while ringing sends CANCEL (only once a provisional came,
-§9.1) and BYE once answered. The far end's BYE, re-INVITE/UPDATE (hold) and REFER are served
-through the same dialog code as inbound calls.
+credentials given, a 422 once with its Min-SE. ``hangup()`` while ringing sends CANCEL (only
+once a provisional came, §9.1) and BYE once answered. ``hold()``/``resume()`` and session
+refreshes (RFC 4028, when the 2xx set a timer) go through ``ReOffers`` like an inbound call's;
+the far end's BYE, re-INVITE/UPDATE (hold) and REFER are served through the same dialog code.
 """
 from __future__ import annotations
 
@@ -15,20 +16,19 @@ import asyncio
 import logging
 import random
 import uuid
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
 from appliance.lines import DialFailed, DialFailure, HangupCause, LineKind
 from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
-from drivers.sip.digest import pick_challenge
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.inband import InbandDtmfLeg
 from drivers.sip.message import SipRequest, SipResponse
+from drivers.sip.reoffer import SUPPORTED, ReOffers
 from drivers.sip.sdp import Direction, Negotiated, build_answer, build_offer, parse_answer
+from drivers.sip.session_timer import session_timer_granted
 from drivers.sip.transfer import ReferCallback, ReferServer
-from drivers.sip.transport import Connection
-from drivers.sip.uac import FAILURE_CAUSE, Credentials, InviteRequests, Sent, dial_failure
+from drivers.sip.uac import FAILURE_CAUSE, Destination, InviteRequests, Sent, dial_failure
 from drivers.sip.useragent import ALLOW, ServerTransaction, UserAgent
 from media.rtp import RtpSession
 
@@ -52,20 +52,6 @@ _ALLOWED: dict[OutgoingState, frozenset[OutgoingState]] = {
     OutgoingState.ENDED: frozenset(),
 }
 
-@dataclass(frozen=True, slots=True)
-class Destination:
-    """Where and as whom an outgoing call goes: the line fills this in."""
-
-    request_uri: str
-    from_value: str  # without tag
-    to_value: str
-    conn: Connection  # first hop (the phone's registered source / connection, the trunk)
-    local_ip: str  # for SDP
-    contact: str  # our Contact (<sip:branchline@ip:port;transport=..>)
-    extra: tuple[tuple[str, str], ...] = ()  # Privacy, P-Asserted-Identity ...
-    credentials: Credentials | None = None  # answers a 401/407 once
-    follow_next_hop: bool = True  # False: in-dialog requests keep using ``conn`` (a registered phone, NAT)
-
 
 class OutgoingSipCall:
     kind = LineKind.SIP
@@ -76,7 +62,7 @@ class OutgoingSipCall:
         self.call_id = uuid.uuid4().hex
         self.line_id = line_id
         self.called = called
-        self.audio = InbandDtmfLeg(rtp)
+        self.audio = InbandDtmfLeg(rtp, self.call_id)
         self.state = OutgoingState.CALLING
         self._ua = ua
         self._dest = destination
@@ -101,17 +87,18 @@ class OutgoingSipCall:
         self._provisional = False  # a 1xx came: CANCEL is allowed (§9.1)
         self._cancel_pending = False  # hung up before any 1xx: CANCEL when one comes
         self._cancelled = False
-        self._auth_tried = False
         self._retransmitter = None  # our 2xx to a re-INVITE from the far end
         self._offer_in_200 = False  # that 2xx carried our offer: the ACK brings the answer
         self._failure: DialFailed | None = None
         self._settled = asyncio.Event()  # answered or failed
         self._state_changed = asyncio.Event()  # set (and replaced) on every transition
         self._ended: asyncio.Future[HangupCause] = asyncio.get_running_loop().create_future()
-        self._dtmf_callbacks: list[Callable[[str], None]] = []
         self._side_tasks: set[asyncio.Task] = set()
         self._refer = ReferServer(ua, self.call_id, self._spawn)
-        rtp.on_dtmf(self._deliver_dtmf)
+        self._offers = ReOffers(ua, self.call_id, contact=destination.contact, call_id_owner=True,
+                                ready=lambda: self.state is OutgoingState.CONFIRMED, dialog=lambda: self._dialog,
+                                body=self._next_offer, answered=self._apply,
+                                hangup=self.hangup, spawn=self._spawn)
 
     # ---- helpers ------------------------------------------------------------------------
     @property
@@ -148,6 +135,7 @@ class OutgoingSipCall:
         if self._failure is None and not self._settled.is_set():
             self._failure = DialFailed(DialFailure.ERROR, "call ended before the answer")
         self._settled.set()
+        self._offers.cancel()
         self._rtp.close()
         if not self._ended.done():
             self._ended.set_result(cause)
@@ -164,22 +152,22 @@ class OutgoingSipCall:
         log.info("SIP outgoing %s to %s failed: %s (%s)", self.call_id, self.called, failure.value, detail)
         self._end(cause or FAILURE_CAUSE[failure])
 
-    def _apply(self, neg: Negotiated) -> None:
+    def _apply(self, neg: Negotiated | None) -> None:
+        if neg is None:  # a 2xx to our re-INVITE without a usable answer: media unchanged
+            return
         self._neg = neg
         self._rtp.configure(neg.remote_host, neg.remote_port, neg.codec, neg.payload_type, neg.dtmf_payload_type,
                             send=neg.direction in (Direction.SENDRECV, Direction.SENDONLY))
+
+    def _next_offer(self, direction: Direction = Direction.SENDRECV) -> bytes:
+        self._sdp_version += 1
+        return build_offer(self._dest.local_ip, self._rtp.local_port, self._session_id, self._sdp_version,
+                           direction)
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.call_id}")
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
-
-    def _deliver_dtmf(self, digit: str) -> None:
-        for callback in self._dtmf_callbacks:
-            try:
-                callback(digit)
-            except Exception:
-                log.exception("SIP outgoing %s: DTMF callback failed", self.call_id)
 
     # ---- starting ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -213,7 +201,7 @@ class OutgoingSipCall:
             return  # a late answer to the INVITE we re-sent with credentials
         elif status < 200:
             self._on_provisional(response)
-        elif status in (401, 407) and self._retry_with_credentials(response):
+        elif status in (401, 407, 422) and self._retry(response):
             return
         else:
             self._fail(dial_failure(status, we_cancelled=self._cancelled), f"{status} {response.reason}",
@@ -237,18 +225,16 @@ class OutgoingSipCall:
             self._apply(neg)
             self._go(OutgoingState.EARLY, f"{response.status} with SDP: early media {neg.codec}")
 
-    def _retry_with_credentials(self, response: SipResponse) -> bool:
-        creds = self._dest.credentials
-        if creds is None or self._auth_tried or self._cancelled or self.state is OutgoingState.ENDED:
+    def _retry(self, response: SipResponse) -> bool:
+        """401/407 (digest) or 422 (RFC 4028 Min-SE): send the INVITE once more if we can."""
+        if self._cancelled or self.state is OutgoingState.ENDED:
             return False
-        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenge = pick_challenge(response.headers.get_all(name))
-        if challenge is None:
-            return False
-        self._auth_tried = True
-        log.info("SIP outgoing %s: %d, sending the INVITE again with credentials", self.call_id, response.status)
-        self._send(self._requests.invite_with_credentials(response.status, challenge, creds))
-        return True
+        sent = self._requests.retry(response, self._dest.credentials)
+        if sent is not None:
+            how = "with credentials" if response.status != 422 else "with its Min-SE as Session-Expires"
+            log.info("SIP outgoing %s: %d, sending the INVITE again %s", self.call_id, response.status, how)
+            self._send(sent)
+        return sent is not None
 
     def _on_2xx(self, sent: Sent, response: SipResponse) -> None:
         if self._dialog is not None:
@@ -287,6 +273,8 @@ class OutgoingSipCall:
             self._fail(DialFailure.ERROR, "answered without SDP")
             return
         self._go(OutgoingState.CONFIRMED, f"{response.status} {response.reason}")
+        self._offers.timer = session_timer_granted(response)
+        self._offers.arm()
         log.info("SIP outgoing %s to %s answered, %s", self.call_id, self.called, self._neg.codec)
         self._on_dialog(self)
         self._settled.set()
@@ -330,21 +318,22 @@ class OutgoingSipCall:
     async def wait_ended(self) -> HangupCause:
         return await asyncio.shield(self._ended)
 
+    async def hold(self) -> bool:
+        """Put the far end on hold (our SDP sendonly: we may keep sending music). False if refused."""
+        return await self._offers.offer(Direction.SENDONLY, "hold")
+
+    async def resume(self) -> bool:
+        return await self._offers.offer(Direction.SENDRECV, "resume")
+
     def on_dtmf(self, callback: Callable[[str], None]) -> None:
-        self._dtmf_callbacks.append(callback)
+        self.audio.on_dtmf(callback)
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> bool:
         """RFC 4733 when the far end accepted telephone-event, else in-band tones; False when we
         cannot send now (not answered, held by the far end, a digit still playing)."""
-        neg = self._neg
-        if self.state is not OutgoingState.CONFIRMED or neg is None:
+        if self.state is not OutgoingState.CONFIRMED or self._neg is None:
             return False
-        if neg.dtmf_payload_type is not None:
-            return await self._rtp.send_dtmf(digit, duration_ms)
-        if (neg.direction not in (Direction.SENDRECV, Direction.SENDONLY) or neg.remote_port == 0
-                or neg.remote_host in ("0.0.0.0", "::")):
-            return False
-        return await self.audio.send_tones(digit, duration_ms)
+        return await self.audio.send_digit(digit, duration_ms, self._neg)
 
     def on_refer(self, callback: ReferCallback) -> None:
         """Accept transfers (REFER) from the far end: ``callback`` decides and reports success."""
@@ -375,20 +364,26 @@ class OutgoingSipCall:
         if self.state is not OutgoingState.CONFIRMED:
             txn.respond(481)
             return
+        if self._offers.refuse_crossing(txn):
+            return
         reoffer = read_reoffer(txn)
         if reoffer is None:
             return
-        self._sdp_version += 1
         if reoffer.offer is not None and reoffer.negotiated is not None:
             self._apply(reoffer.negotiated)
+            self._sdp_version += 1
             body = build_answer(reoffer.offer, reoffer.negotiated, self._dest.local_ip, self._rtp.local_port,
                                 self._session_id, self._sdp_version)
         else:  # no offer in it (§14.2): ours goes in the 200, the answer comes in the ACK
-            body = build_offer(self._dest.local_ip, self._rtp.local_port, self._session_id, self._sdp_version)
-        extra = (("Contact", self._dest.contact), ("Allow", ALLOW), ("Supported", "replaces"),
+            body = self._next_offer()
+        extra = (("Contact", self._dest.contact), ("Allow", ALLOW), ("Supported", SUPPORTED),
                  ("Content-Type", "application/sdp"))
+        self._offers.timer = reoffer.timer or self._offers.timer
+        if self._offers.timer is not None:
+            extra += self._offers.timer.response_headers()
         self._offer_in_200 = reoffer.offer is None and txn.request.method == "INVITE"
         self._retransmitter = answer_reoffer(self._ua, txn, extra, body, self._retransmitter)
+        self._offers.arm()  # their refresh restarts the session interval
         log.info("SIP outgoing %s: %s from the far end, we are now %s", self.call_id, txn.request.method,
                  self._neg.direction.value if self._neg else "?")
 

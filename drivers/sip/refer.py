@@ -77,8 +77,11 @@ def sipfrag(status: int, reason: str | None = None) -> bytes:
     return f"SIP/2.0 {status} {reason or REASONS.get(status, 'Unknown')}\r\n".encode("ascii")
 
 
-def notify_headers(final: bool, contact: str) -> tuple[tuple[str, str], ...]:
-    """Event/Subscription-State/Content-Type of a refer NOTIFY (terminated once the result is known)."""
+def notify_headers(final: bool, contact: str, event_id: int | None = None) -> tuple[tuple[str, str], ...]:
+    """Event/Subscription-State/Content-Type of a refer NOTIFY (terminated once the result is known).
+    ``event_id``: the REFER's CSeq number, naming its subscription when it is not the dialog's first
+    (RFC 3515 §2.4.6: ``Event: refer;id=<CSeq>``)."""
     state = "terminated;reason=noresource" if final else f"active;expires={NOTIFY_EXPIRES_S}"
-    return (("Event", REFER_EVENT), ("Subscription-State", state), ("Contact", contact),
+    event = REFER_EVENT if event_id is None else f"{REFER_EVENT};id={event_id}"
+    return (("Event", event), ("Subscription-State", state), ("Contact", contact),
             ("Content-Type", "message/sipfrag;version=2.0"))

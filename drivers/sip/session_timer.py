@@ -1,8 +1,10 @@
-"""Session timers (RFC 4028), UAS side, only when the caller asks for them. Pure code.
+"""Session timers (RFC 4028), only when the other side asks for or grants them. Pure code.
 
-An INVITE with ``Session-Expires`` gets the interval back in our 200 (422 with Min-SE
-when it is below ours). The caller refreshes unless it named us (``refresher=uas``).
-The call then arms one timer: as the refresher, a re-INVITE at half the interval;
+UAS side: an INVITE with ``Session-Expires`` gets the interval back in our 200 (422 with
+Min-SE when it is below ours). The caller refreshes unless it named us (``refresher=uas``).
+UAC side (our INVITE says ``Supported: timer``): a 2xx with ``Session-Expires`` sets the
+timer, ``refresher=uac`` (or none named) meaning us; a 422 names the ``Min-SE`` to retry with.
+Either way the call then arms one timer: as the refresher, a re-INVITE at half the interval;
 otherwise a BYE if no refresh arrived by ``interval - min(32, interval / 3)`` (§10).
 """
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drivers.sip.errors import SipSyntaxError
-from drivers.sip.message import SipRequest
+from drivers.sip.message import SipRequest, SipResponse
 from drivers.sip.uri import is_digits, parse_params
 
 MIN_SE_S = 90  # RFC 4028 §4: the smallest Min-SE; shorter sessions would mean a refresh every 45 s
@@ -61,12 +63,26 @@ def session_timer_for(request: SipRequest, min_se: int | None = None) -> Session
         raise SipSyntaxError(f"bad Session-Expires {value!r}")
     interval = int(number)
     if interval < min_se:
-        raise SessionIntervalTooSmall(max(min_se, _min_se_of(request)))
+        raise SessionIntervalTooSmall(max(min_se, min_se_of(request)))
     refresher = dict(parse_params(params_text)).get("refresher")
     supported = {t.strip().lower() for t in request.headers.get_all("Supported")}
     return SessionTimer(interval, refresher == "uas", "timer" in supported)
 
 
-def _min_se_of(request: SipRequest) -> int:
-    text = (request.headers.get("Min-SE") or "").split(";")[0].strip()
+def session_timer_granted(response: SipResponse) -> SessionTimer | None:
+    """The timer a 2xx to our (re-)INVITE sets: we refresh unless it names the UAS (§7.2, §9).
+    None when it carries no (readable) ``Session-Expires``: no timer for this session."""
+    number, _, params_text = (response.headers.get("Session-Expires") or "").partition(";")
+    number = number.strip()
+    if not is_digits(number) or int(number) == 0:
+        return None
+    refresher = dict(parse_params(params_text)).get("refresher")
+    # §8.1: a 2xx may not grant less than the Min-SE we sent; a peer that does would have us
+    # refresh (or hang up) every few seconds, so hold it to that floor instead
+    return SessionTimer(max(int(number), MIN_SE_S), refresher != "uas", True)
+
+
+def min_se_of(message: SipRequest | SipResponse) -> int:
+    """The ``Min-SE`` a request or a 422 carries (0 when none or unreadable)."""
+    text = (message.headers.get("Min-SE") or "").split(";")[0].strip()
     return int(text) if is_digits(text) else 0

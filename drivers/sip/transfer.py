@@ -3,7 +3,8 @@
 Without a registered callback the REFER is declined (603). With one: 202 Accepted, a NOTIFY
 ``100 Trying`` (subscription active), then the callback decides (the appliance transfers
 the call, resolving a Replaces with ``SipLine.find_dialog``) and a final NOTIFY reports
-``200 OK`` or ``503 Service Unavailable`` (subscription terminated).
+``200 OK`` or ``503 Service Unavailable`` (subscription terminated). Every REFER after the
+dialog's first names its own subscription in its NOTIFYs: ``Event: refer;id=<its CSeq>`` (§2.4.6).
 """
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ class ReferServer:
         self._label = label
         self._spawn = spawn
         self.callback: ReferCallback | None = None
+        self._refers = 0  # REFERs seen in this dialog: the first one's NOTIFYs carry no id
 
     def serve(self, txn: ServerTransaction, dialog: DialogRequests, contact: str) -> None:
+        self._refers += 1
+        event_id = txn.request.cseq.number if self._refers > 1 else None
         if self.callback is None:
             txn.respond(603, reason="Declined")
             return
@@ -41,13 +45,13 @@ class ReferServer:
             txn.respond(400, reason=f"Bad Request ({str(exc)[:60]})")
             return
         txn.respond(202, extra=(("Contact", contact),))
-        dialog.send(self._ua, "NOTIFY", extra=notify_headers(False, contact), body=sipfrag(100))
+        dialog.send(self._ua, "NOTIFY", extra=notify_headers(False, contact, event_id), body=sipfrag(100))
         log.info("SIP call %s: REFER to %s%s", self._label, refer.target_uri,
                  " (replacing a dialog)" if refer.replaces else "")
-        self._spawn(self._finish(refer, dialog, contact, self.callback), "sip-refer")
+        self._spawn(self._finish(refer, dialog, contact, self.callback, event_id), "sip-refer")
 
     async def _finish(self, refer: ReferRequest, dialog: DialogRequests, contact: str,
-                      callback: ReferCallback) -> None:
+                      callback: ReferCallback, event_id: int | None) -> None:
         ok = False
         try:
             async with asyncio.timeout(REFER_CALLBACK_MAX_S):
@@ -59,5 +63,5 @@ class ReferServer:
             log.exception("SIP call %s: REFER callback failed", self._label)
         finally:  # also on cancellation: the referrer is told the outcome
             body = sipfrag(200) if ok else sipfrag(503)
-            dialog.send(self._ua, "NOTIFY", extra=notify_headers(True, contact), body=body)
+            dialog.send(self._ua, "NOTIFY", extra=notify_headers(True, contact, event_id), body=body)
         log.info("SIP call %s: transfer to %s %s", self._label, refer.target_uri, "done" if ok else "failed")

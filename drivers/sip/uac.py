@@ -1,9 +1,11 @@
 """The requests of an outgoing call before its dialog exists, and what its failures mean. Pure code.
 
-``InviteRequests`` builds our INVITE (§8.1.1), its re-send with digest credentials after a
-401/407 (new CSeq and branch, same Call-ID and From tag, §22.2) and the CANCEL of the
-INVITE in flight (§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via).
-``dial_failure`` maps a final status to the ``DialFailure`` the appliance sees.
+``InviteRequests`` builds our INVITE (§8.1.1, ``Supported: timer``), its re-send with digest
+credentials after a 401/407 (new CSeq and branch, same Call-ID and From tag, §22.2) or with
+the ``Min-SE`` of a 422 as our Session-Expires (RFC 4028 §7.1), and the CANCEL of the INVITE
+in flight (§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via).
+``Destination`` says where and as whom the call goes. ``dial_failure`` maps a final status
+to the ``DialFailure`` the appliance sees.
 """
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import secrets
 from dataclasses import dataclass
 
 from appliance.lines import DialFailure, HangupCause
-from drivers.sip.digest import authorization
+from drivers.sip.digest import authorization, pick_challenge
 from drivers.sip.headers import Headers
-from drivers.sip.message import SipRequest, parse_message, serialize_request
+from drivers.sip.message import SipRequest, SipResponse, parse_message, serialize_request
+from drivers.sip.session_timer import min_se_of
+from drivers.sip.transport import Connection
 from drivers.sip.useragent import ALLOW, new_branch, new_tag
 
 # Final statuses (other than 2xx and the 401/407 we answer) -> why the dial failed.
@@ -64,6 +68,21 @@ class Sent:
     request: SipRequest
 
 
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where and as whom an outgoing call goes: the line fills this in."""
+
+    request_uri: str
+    from_value: str  # without tag
+    to_value: str
+    conn: Connection  # first hop (the phone's registered source / connection, the trunk)
+    local_ip: str  # for SDP
+    contact: str  # our Contact (<sip:branchline@ip:port;transport=..>)
+    extra: tuple[tuple[str, str], ...] = ()  # Privacy, P-Asserted-Identity ...
+    credentials: Credentials | None = None  # answers a 401/407 once
+    follow_next_hop: bool = True  # False: in-dialog requests keep using ``conn`` (a registered phone, NAT)
+
+
 class InviteRequests:
     """Everything about one outgoing INVITE that stays fixed across its auth round."""
 
@@ -82,6 +101,8 @@ class InviteRequests:
         self._extra = extra
         self._user_agent = user_agent
         self.cseq = secrets.randbelow(10000) + 1
+        self.session_expires: int | None = None  # set from a 422: asked for in every INVITE from then on
+        self._auth_tried = False  # one 401/407 answered (again after a 422's new INVITE)
         self.current: Sent | None = None
 
     def invite(self, auth: tuple[str, str] | None = None) -> Sent:
@@ -97,10 +118,12 @@ class InviteRequests:
             ("CSeq", f"{self.cseq} INVITE"),
             ("Contact", self.contact),
             ("Allow", ALLOW),
-            ("Supported", "replaces"),
+            ("Supported", "timer, replaces"),
             ("User-Agent", self._user_agent),
             *self._extra,
         ]
+        if self.session_expires is not None:
+            items += [("Session-Expires", str(self.session_expires)), ("Min-SE", str(self.session_expires))]
         if auth is not None:
             items.append(auth)
         items.append(("Content-Type", "application/sdp"))
@@ -110,11 +133,24 @@ class InviteRequests:
         self.current = Sent(data, request)
         return self.current
 
-    def invite_with_credentials(self, status: int, challenge: dict[str, str], creds: Credentials) -> Sent:
-        """The INVITE again, answering a 401 (Authorization) or 407 (Proxy-Authorization)."""
-        name = "Proxy-Authorization" if status == 407 else "Authorization"
+    def retry(self, response: SipResponse, creds: Credentials | None) -> Sent | None:
+        """The INVITE again after a 401/407 (once, with ``creds``) or a 422 (once, asking for its
+        Min-SE, RFC 4028 §7.1); None when there is nothing (more) to try."""
+        if response.status == 422:
+            min_se = min_se_of(response)
+            if self.session_expires is not None or not min_se:
+                return None
+            self.session_expires = min_se
+            self._auth_tried = False  # the new INVITE may be challenged again
+            return self.invite()
+        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = pick_challenge(response.headers.get_all(name))
+        if creds is None or self._auth_tried or challenge is None:
+            return None
+        self._auth_tried = True
+        header = "Proxy-Authorization" if response.status == 407 else "Authorization"
         value = authorization(challenge, "INVITE", self.request_uri, creds.username, creds.password, 1)
-        return self.invite((name, value))
+        return self.invite((header, value))
 
     def cancel(self) -> Sent:
         """CANCEL of the current INVITE (§9.1)."""

@@ -42,10 +42,12 @@ async def phone_line():
         await line.stop()
 
 
-async def _answered(line, peer, caller=None):
+async def _answered(line, peer, caller=None, extra: tuple[tuple[str, str], ...] = ()):
+    """Dial the extension, answer with ``extra`` headers in the 200, wait for the ACK."""
     call = await line.dial_extension(EXT, caller)
     invite = await next_request(peer.recv, "INVITE")
-    peer.send(reply(invite, 200, contact=f"<sip:{EXT}@127.0.0.1:{peer.port}>", body=answer_sdp(41000)))
+    peer.send(reply(invite, 200, contact=f"<sip:{EXT}@127.0.0.1:{peer.port}>", body=answer_sdp(41000),
+                    extra=extra))
     async with asyncio.timeout(WAIT_S):
         await call.wait_answered()
     await next_request(peer.recv, "ACK")
@@ -263,7 +265,8 @@ async def test_refer_without_callback_is_declined_with_callback_accepted(phone_l
     peer.send(in_dialog(invite, "REFER", 3, peer.port, extra=refer_to))
     assert (await peer.expect(202)).cseq.method == "REFER"
     trying = await next_request(peer.recv, "NOTIFY")
-    assert trying.body == b"SIP/2.0 100 Trying\r\n" and trying.headers.get("Event") == "refer"
+    # the dialog's second REFER (the first was declined): its NOTIFYs name it (RFC 3515 §2.4.6)
+    assert trying.body == b"SIP/2.0 100 Trying\r\n" and trying.headers.get("Event") == "refer;id=3"
     assert trying.headers.get("Subscription-State").startswith("active")
     peer.send(reply(trying, 200, to_tag=""))
     release.set()
@@ -271,6 +274,7 @@ async def test_refer_without_callback_is_declined_with_callback_accepted(phone_l
     assert done.body == b"SIP/2.0 200 OK\r\n"
     assert done.headers.get("Subscription-State") == "terminated;reason=noresource"
     assert done.cseq.number == trying.cseq.number + 1
+    assert done.headers.get("Event") == "refer;id=3"
     peer.send(reply(done, 200, to_tag=""))
     assert got[0].target_user == "202" and got[0].target_uri == "sip:202@127.0.0.1"
     assert got[0].replaces == ("abc@pbx", "t1", "f1") and got[0].referred_by == "sip:201@127.0.0.1"

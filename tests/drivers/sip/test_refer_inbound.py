@@ -63,3 +63,24 @@ async def test_invite_with_replaces_exposes_the_dialog_to_take_over(make_line) -
     second = await handler.next_call()
     assert second.replaces == (call_id, ok.to_addr.tag, peer.from_tag)
     assert line.find_dialog(*second.replaces) is call
+
+
+async def test_second_refer_in_a_dialog_names_its_subscription_with_its_cseq(make_line) -> None:
+    line, handler, peer = await make_line()
+    call, call_id, ok = await _answered_call(line, handler, peer)
+
+    async def transferred(request) -> bool:
+        return True
+
+    call.on_refer(transferred)
+    for cseq, event in ((2, "refer"), (7, "refer;id=7")):  # RFC 3515 §2.4.6: id from the 2nd REFER on
+        peer.send(peer.request("REFER", branch=new_branch(), call_id=call_id, cseq=cseq, to_tag=ok.to_addr.tag,
+                               extra=(REFER_TO,)))
+        assert (await peer.expect(202)).cseq.number == cseq
+        trying = await _next_request(peer, "NOTIFY")
+        assert trying.body == b"SIP/2.0 100 Trying\r\n" and trying.headers.get("Event") == event
+        peer.send(response_bytes(trying, 200))
+        final = await _next_request(peer, "NOTIFY")
+        assert final.body == b"SIP/2.0 200 OK\r\n" and final.headers.get("Event") == event
+        assert final.headers.get("Subscription-State") == "terminated;reason=noresource"
+        peer.send(response_bytes(final, 200))

@@ -4,8 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.lines import HangupCause
-from drivers.sip import call as call_module
-from drivers.sip import session_timer
+from drivers.sip import reoffer, session_timer
 from drivers.sip.message import SipRequest, SipResponse, response_bytes
 from drivers.sip.sdp import Direction, negotiate, parse_sdp
 from tests.drivers.sip.peer import new_branch, new_call_id, offer_sdp
@@ -80,7 +79,7 @@ async def test_caller_update_puts_us_on_hold(make_line) -> None:
 
 
 async def test_glare_491_both_ways_then_retry(make_line, monkeypatch) -> None:
-    monkeypatch.setattr(call_module, "GLARE_RETRY_MAX_S", 0.05)
+    monkeypatch.setattr(reoffer, "GLARE_RETRY_MAX_S", 0.05)
     line, handler, peer = await make_line()
     call, call_id, ok = await _answered_call(line, handler, peer)
     hold = asyncio.ensure_future(call.hold())
@@ -137,7 +136,8 @@ async def test_session_timer_we_refresh_when_asked(make_line, monkeypatch) -> No
     assert ok.headers.get("Session-Expires") == "2;refresher=uas"
     peer.send(peer.request("ACK", branch=new_branch(), call_id=call_id, to_tag=ok.to_addr.tag))
     refresh = await _next_request(peer, "INVITE")  # after interval / 2 = 1 s
-    assert refresh.headers.get("Session-Expires") == "2;refresher=uas" and b"a=sendrecv" in refresh.body
+    # RFC 4028 §7.4: named from the refresh's own view: we send it and stay the refresher, so "uac"
+    assert refresh.headers.get("Session-Expires") == "2;refresher=uac" and b"a=sendrecv" in refresh.body
     peer.send(_answer_to(refresh, 200, peer, "sendrecv"))
     await _next_request(peer, "ACK")
     assert not call.ended
