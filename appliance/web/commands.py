@@ -21,6 +21,8 @@ from appliance.transfer_requests import TransferError, TransferOps, parse_target
 from appliance.web.deps import ConsoleDeps
 from appliance.web.sessions import AgentSession
 
+PAUSE_REASON_MAX = 40  # every console and the TUI show it; "training", "lunch", "team meeting" fit
+
 
 async def command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.WebSocketResponse) -> dict[str, Any] | None:
     try:
@@ -49,7 +51,10 @@ async def command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.W
             call_id = deps.dial(agent_id, str(cmd.get("number", "")))
             return {"type": "dialing", "call_id": call_id, "number": cmd.get("number")}
         elif op == "pause":
-            acd.pause(agent_id, str(cmd.get("reason", "break")))
+            reason = str(cmd.get("reason", "break")).strip()
+            if len(reason) > PAUSE_REASON_MAX:
+                return {"type": "error", "message": f"a pause reason is at most {PAUSE_REASON_MAX} characters"}
+            acd.pause(agent_id, reason)
         elif op == "answer":
             if deps.devices is not None and deps.devices.device(agent_id).value == "phone":
                 return {"type": "error", "message": "pick up your desk phone to answer"}

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from appliance.messaging import MessageEvent
 from appliance.transfer_requests import TransferNotice
 from appliance.web.commands import command
 from appliance.web.deps import ConsoleDeps
-from appliance.web.sessions import AgentSession
+from appliance.web.sessions import LOGIN_FAILURE_LIMIT, LOGIN_FAILURE_WINDOW_S, AgentSession
 from media.webrtc import SignallingError
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,24 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 async def _login(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     source = request.remote or "?"
-    if not deps.sessions.login_allowed(source):
-        log.warning("console login refused for %s: too many failed attempts", source)
-        return web.json_response({"error": "too many failed attempts; wait a few minutes"}, status=429)
+    wait_s = deps.sessions.login_wait(source)
+    if wait_s > 0:
+        minutes = max(1, math.ceil(wait_s / 60))
+        log.info("console login refused for %s: locked out for %.0f s more after failed attempts", source, wait_s)
+        return web.json_response(
+            {"error": f"too many failed log-ins from this address; try again in {minutes} minute{'s' * (minutes > 1)}"},
+            status=429, headers={"Retry-After": str(math.ceil(wait_s))})
     body = await _json_body(request)
     agent_id, password = str(body.get("agent_id", "")).strip(), str(body.get("password", ""))
     agent = deps.agent_config(agent_id)
     # the same answer for an unknown agent and a wrong password: ids cannot be enumerated
     ok = agent is not None and await asyncio.get_running_loop().run_in_executor(None, agent.check_password, password)
     if not ok:
-        deps.sessions.login_failed(source)
         log.info("console login failed for %r from %s", agent_id, source)
+        if deps.sessions.login_failed(source):
+            log.warning("console: %d failed log-ins from %s within %.0f min; refusing log-ins from that address "
+                        "for %.0f min (an agent who forgot a password: the admin sets a new one in the TUI)",
+                        LOGIN_FAILURE_LIMIT, source, LOGIN_FAILURE_WINDOW_S / 60, LOGIN_FAILURE_WINDOW_S / 60)
         return web.json_response({"error": "unknown agent or wrong password"}, status=401)
     session, old = deps.sessions.create(agent_id)
     if old is not None:

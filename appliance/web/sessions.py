@@ -35,14 +35,19 @@ class Sessions:
         self._media_changed = asyncio.Condition()
 
     # --- login --------------------------------------------------------------------------
-    def login_allowed(self, source: str) -> bool:
+    def login_wait(self, source: str) -> float:
+        """Seconds before ``source`` may try to log in again (0: now)."""
         now = time.monotonic()
         recent = [t for t in self._failures.get(source, []) if now - t < LOGIN_FAILURE_WINDOW_S]
         self._failures[source] = recent
-        return len(recent) < LOGIN_FAILURE_LIMIT
+        if len(recent) < LOGIN_FAILURE_LIMIT:
+            return 0.0
+        return recent[-LOGIN_FAILURE_LIMIT] + LOGIN_FAILURE_WINDOW_S - now
 
-    def login_failed(self, source: str) -> None:
+    def login_failed(self, source: str) -> bool:
+        """Count a failed log-in; True when it is the one that locks ``source`` out."""
         self._failures.setdefault(source, []).append(time.monotonic())
+        return self.login_wait(source) > 0
 
     def create(self, agent_id: str) -> tuple[AgentSession, AgentSession | None]:
         """A new session for the agent; returns it and the session it replaces, if any."""

@@ -120,11 +120,13 @@ async def _collect(box: BoxProcess) -> None:
 
 @contextlib.asynccontextmanager
 async def running_box(tmp: Path, extra_config: str = "", agents: str = DEMO_AGENTS,
-                      simulators: str = "gsm = false\nanalog = false", sip_extra: str = "") -> AsyncIterator[BoxProcess]:
+                      simulators: str = "gsm = false\nanalog = false", sip_extra: str = "",
+                      args: tuple[str, ...] = ()) -> AsyncIterator[BoxProcess]:
+    """The box as its own process; ``args``: extra command-line options (``--web-port N``)."""
     cfg = write_config(tmp, extra_config, agents, simulators, sip_extra)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "run.py"), "--config", str(cfg),
+        sys.executable, str(ROOT / "run.py"), "--config", str(cfg), *args,
         cwd=tmp, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )

@@ -43,8 +43,38 @@ function connectSocket() {
   ws.onclose = (ev) => {
     $("conn").textContent = "offline"; $("conn").classList.remove("online");
     if (ev.code === 4001) { error("You logged in somewhere else."); return; }
-    if (bl.token) setTimeout(connectSocket, RECONNECT_DELAY_MS);
+    if (bl.token) setTimeout(reconnectOrLogIn, RECONNECT_DELAY_MS);
   };
+}
+
+// the socket dropped: the box may only be busy, or it restarted and forgot this log-in
+async function reconnectOrLogIn() {
+  if (!bl.token) return;
+  let res = null;
+  try {
+    res = await fetch("/api/conversations", {headers: {"authorization": "Bearer " + bl.token}});
+  } catch (e) {
+    setTimeout(reconnectOrLogIn, RECONNECT_DELAY_MS);  // the box is not answering yet
+    return;
+  }
+  if (res.status === 401) {
+    endSession();
+    $("login-error").textContent = "The box restarted or your session ended. Please log in again.";
+    return;
+  }
+  connectSocket();
+  if (!bl.pc || ["failed", "closed", "disconnected"].includes(bl.pc.connectionState)) {
+    connectAudio().catch((e) => setAudio("failed", "audio failed: " + e.message));
+  }
+}
+
+function endSession() {
+  bl.token = null;
+  if (bl.pc) bl.pc.close();
+  if (bl.stream) bl.stream.getTracks().forEach((t) => t.stop());
+  bl.pc = null; bl.stream = null; bl.call = null; bl.offer = null;
+  clearInterval(bl.callTimer); clearInterval(bl.wrapupTimer);
+  show("console-view", false); show("login-view", true);
 }
 
 function send(op, extra) {
@@ -140,7 +170,9 @@ function fillDispositions(list) {
 }
 
 function renderState(agent) {
+  const wasWrapUp = bl.agent && bl.agent.state === "wrap_up";
   bl.agent = agent;
+  if (agent.state === "wrap_up" && !wasWrapUp) $("disposition").value = "";  // each call gets its own
   $("state").textContent = agent.state.replace("_", " ");
   $("state").dataset.state = agent.state;
   $("state-detail").textContent = agent.pause_reason ? `(${agent.pause_reason})` : "";
@@ -318,10 +350,7 @@ function setMuted(muted) {
 $("btn-wrapup-done").onclick = () => send("wrapup", {disposition: $("disposition").value});
 $("btn-logout").onclick = () => {
   send("logout");
-  bl.token = null;
-  if (bl.pc) bl.pc.close();
-  if (bl.stream) bl.stream.getTracks().forEach((t) => t.stop());
-  show("console-view", false); show("login-view", true);
+  endSession();
 };
 
 // --- SMS inbox -------------------------------------------------------------------------
