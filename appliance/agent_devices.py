@@ -28,6 +28,7 @@ from typing import Awaitable, Callable, Protocol
 from appliance.acd.agent import AgentState
 from appliance.acd.events import AgentChanged, OfferEnded, OfferMade
 from appliance.acd.router import Acd, AcdError
+from appliance.call_controls import ControlError
 from appliance.hub import Topic
 from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, OutboundCall
 from media.frames import LegAudio
@@ -98,6 +99,8 @@ class AgentDevices:
         self.on_phone_hangup: Callable[[str], bool] = lambda agent_id: False  # set by the box: ends the agent's call
         # set by the box: (agent id, the Refer-To user) -> True when the agent's call was transferred
         self.on_phone_transfer: Callable[[str, str], bool] = lambda agent_id, user: False
+        # set by the box: (agent id, held) -> the desk phone's Hold key held or resumed the customer
+        self.on_phone_hold: Callable[[str, bool], object] = lambda agent_id, held: False
         # set by the box: (agent id, Replaces (call-id, to-tag, from-tag)) -> True once transferred
         self.on_phone_replaces: Callable[[str, tuple[str, str, str]], Awaitable[bool]] = _refuse_replaces
         self._consults: dict[str, _ConsultLeg] = {}
@@ -194,7 +197,7 @@ class AgentDevices:
             raise DialFailed(DialFailure.NO_ANSWER, f"your desk phone was not picked up ({exc or 'timeout'})") from None
         entry.answered = True
         entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
-        self._accept_transfers(agent_id, call)
+        self._follow_phone_keys(agent_id, call)
         return call.audio
 
     # --- ACD events: ring / cancel / hang up the phone -----------------------------------------------
@@ -279,10 +282,13 @@ class AgentDevices:
             return
         log.info("agent %s answered call %s on desk phone %s", agent_id, offer.call_id, extension)
         entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
-        self._accept_transfers(agent_id, call)
+        self._follow_phone_keys(agent_id, call)
 
-    def _accept_transfers(self, agent_id: str, call: OutboundCall) -> None:
-        """The phone's Transfer key (an in-dialog REFER) transfers the agent's call."""
+    def _follow_phone_keys(self, agent_id: str, call: OutboundCall) -> None:
+        """The phone's Hold key (its re-INVITE holding us) holds the customer as the console's Hold
+        does: music for them, and their line told. Its Transfer key (an in-dialog REFER) transfers."""
+        if hasattr(call, "on_far_hold"):
+            call.on_far_hold = lambda held: self._phone_hold(agent_id, call, held)
         on_refer = getattr(call, "on_refer", None)
         if on_refer is None:
             return
@@ -301,6 +307,16 @@ class AgentDevices:
             return done
 
         on_refer(refer)
+
+    def _phone_hold(self, agent_id: str, call: OutboundCall, held: bool) -> None:
+        entry = self._legs.get(agent_id)
+        if entry is None or entry.call is not call or entry.transferred:
+            return
+        log.info("agent %s %s the call on the desk phone", agent_id, "held" if held else "resumed")
+        try:
+            self.on_phone_hold(agent_id, held)
+        except ControlError as exc:
+            log.info("agent %s: desk phone %s not applied: %s", agent_id, "hold" if held else "resume", exc)
 
     async def _attended(self, agent_id: str, call: OutboundCall, replaces: tuple[str, str, str]) -> bool:
         """REFER with Replaces: the leg is marked before the transfer runs, because the agent's

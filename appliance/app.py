@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -35,6 +36,33 @@ log = logging.getLogger(__name__)
 SHUTDOWN_STAGES_S = {"calls": 15.0, "lines": 10.0, "web": 5.0, "api": 3.0, "storage": 10.0}
 SYSTEMD_TIMEOUT_STOP_S = 90.0
 WEB_SHUTDOWN_TIMEOUT_S = 3.0
+
+
+class ListenError(OSError):
+    """A listening socket of the box could not be bound; ``hint`` tells the operator what to change."""
+
+    def __init__(self, what: str, host: str, port: int, reason: str, hint: str) -> None:
+        super().__init__(f"{what} cannot listen on {host or '*'}:{port}: {reason}")
+        self.hint = hint
+
+
+def listen_error(exc: OSError, what: str, host: str, port: int, section: str, port_key: str = "port",
+                 option: str = "") -> ListenError:
+    """``exc`` from a bind as an operator message naming the option and config key that choose the port."""
+    change = (f"{option} or " if option else "") + f"{section} {port_key} in the config file"
+    # uvloop's UDP bind raises a bare OSError("could not bind to local_addr ...") with the errno on its cause
+    code = exc.errno or getattr(exc.__cause__, "errno", None)
+    if code == errno.EADDRINUSE:
+        return ListenError(what, host, port, "address already in use",
+                           f"another program (or another Branchline box) holds port {port}: stop it, "
+                           f"or pick another port with {change}")
+    if code == errno.EACCES:
+        return ListenError(what, host, port, "permission denied",
+                           f"ports below 1024 need root or CAP_NET_BIND_SERVICE: pick a port above 1023 with {change}")
+    if code == errno.EADDRNOTAVAIL:
+        return ListenError(what, host, port, f"{host} is not an address of this machine",
+                           f"set {section} bind to one of its addresses, or 0.0.0.0 for all of them")
+    return ListenError(what, host, port, str(exc.__cause__ or exc), f"check the port, or pick another with {change}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +234,7 @@ class Box:
                                       agent_name=self.agent_name, recording=cfg.recording.enabled, country=cfg.country)
         self.devices.on_phone_hangup = self._agent_hangup
         self.devices.on_phone_transfer = self._phone_transfer
+        self.devices.on_phone_hold = self._agent_hold
         from appliance.desk_consult import DeskConsult
 
         # in front of the queue: a desk phone's own consult call (attended transfer from the phone)
@@ -269,7 +298,10 @@ class Box:
         self._runner = web.AppRunner(build_app(deps), shutdown_timeout=WEB_SHUTDOWN_TIMEOUT_S, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.web.bind, cfg.web.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise listen_error(exc, "agent console", cfg.web.bind, cfg.web.port, "[web]", option="--web-port") from exc
         port = self._runner.addresses[0][1]
         host = "127.0.0.1" if cfg.web.bind in ("0.0.0.0", "::", "") else cfg.web.bind
         return f"http://{host}:{port}/"
@@ -318,6 +350,16 @@ class Box:
         )
         try:
             await line.start()
+        except OSError as exc:
+            await self._stage("lines", line.stop())  # release UDP/TCP when a later transport failed
+            if exc.filename is not None:  # a file (the TLS folder), not a socket: the message says which
+                raise
+            if not line.udp_port:
+                raise listen_error(exc, "SIP over UDP", cfg.sip.bind, cfg.sip.port, "[sip]", option="--sip-port") from exc
+            if "tcp" in cfg.sip.transports and not line.tcp_port:
+                raise listen_error(exc, "SIP over TCP", cfg.sip.bind, cfg.sip.port or line.udp_port, "[sip]",
+                                   option="--sip-port") from exc
+            raise listen_error(exc, "SIP over TLS", cfg.sip.bind, cfg.sip.tls_port, "[sip]", "tls_port") from exc
         except Exception as exc:
             from drivers.sip.tls import TlsSetupError
 

@@ -89,6 +89,8 @@ class OutgoingSipCall:
         self._cancelled = False
         self._retransmitter = None  # our 2xx to a re-INVITE from the far end
         self._offer_in_200 = False  # that 2xx carried our offer: the ACK brings the answer
+        self.held_by_far_end = False  # their re-INVITE put us on hold (a desk phone's Hold key)
+        self.on_far_hold: Callable[[bool], None] | None = None  # told when that changes
         self._failure: DialFailed | None = None
         self._settled = asyncio.Event()  # answered or failed
         self._state_changed = asyncio.Event()  # set (and replaced) on every transition
@@ -371,6 +373,10 @@ class OutgoingSipCall:
             return
         if reoffer.offer is not None and reoffer.negotiated is not None:
             self._apply(reoffer.negotiated)
+            if reoffer.negotiated.on_hold != self.held_by_far_end:
+                self.held_by_far_end = reoffer.negotiated.on_hold
+                if self.on_far_hold is not None:
+                    self.on_far_hold(self.held_by_far_end)
             self._sdp_version += 1
             body = build_answer(reoffer.offer, reoffer.negotiated, self._dest.local_ip, self._rtp.local_port,
                                 self._session_id, self._sdp_version)

@@ -195,3 +195,38 @@ async def test_refer_from_the_phone_is_a_blind_transfer_and_the_phone_hangs_up_i
     await wait_state(sub, "alice", AgentState.WRAP_UP)
     assert ring.hangups == [] and hung_up == []  # no crossing BYE, and not taken as the agent hanging up
     await devices.stop()
+
+
+async def test_the_phones_hold_key_holds_the_customer_until_it_resumes() -> None:
+    from appliance.call_controls import ControlError
+
+    hub, acd, phone, devices, hung_up = await setup()
+    phone.registered.add("201")
+    devices.set_device("alice", "phone")
+    acd.login("alice")
+    acd.set_available("alice")
+    holds: list[tuple[str, bool]] = []
+
+    def on_hold(agent_id: str, held: bool) -> bool:
+        holds.append((agent_id, held))
+        if len(holds) == 3:
+            raise ControlError("the caller is with the transfer now")  # refused: logged, not raised
+        return True
+
+    devices.on_phone_hold = on_hold
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    ring = await rung(phone, 1)
+    ring.on_far_hold = None  # type: ignore[attr-defined]  # what OutgoingSipCall offers
+    ring.outcome.set_result(None)
+    await wait_state(sub, "alice", AgentState.ON_CALL)
+    assert ring.on_far_hold is not None  # type: ignore[attr-defined]
+    ring.on_far_hold(True)  # type: ignore[attr-defined]  # the phone's re-INVITE a=sendonly
+    ring.on_far_hold(False)  # type: ignore[attr-defined]
+    ring.on_far_hold(True)  # type: ignore[attr-defined]
+    assert holds == [("alice", True), ("alice", False), ("alice", True)]
+    ring.ended.set_result(HangupCause.CALLER_HUNG_UP)  # the handset goes down: an agent hang-up
+    async with asyncio.timeout(WAIT_S):
+        await devices.hung_up_event.wait()  # type: ignore[attr-defined]
+    assert hung_up == ["alice"]
+    await devices.stop()

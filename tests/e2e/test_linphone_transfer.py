@@ -204,6 +204,8 @@ async def phone_calls_bob(scene: Scene) -> tuple[str, dict]:
     await box.wait_for_log(r"SIP outgoing \S+: INVITE from the far end, we are now recvonly",
                            timeout=EVENT_TIMEOUT_S, start=mark)
     await phone.wait_for(r"Call 1 with .+ is now paused", start)
+    # the phone's Hold key holds the customer as the console's Hold does: music, and SIPp's leg held
+    await box.wait_for_log(r"SIP call \S+: hold accepted", timeout=EVENT_TIMEOUT_S, start=mark)
     bob_uri = f"sip:bob@127.0.0.1:{box.sip_udp}"
     start = await phone.command(f"call {bob_uri}")  # D2: the consult call through the box
     consult_id = (await phone.wait_for(rf"Establishing call id to {re.escape(bob_uri)}, assigned id (\d+)",
@@ -243,6 +245,7 @@ async def test_attended_transfer_from_linphonec_to_a_console_agent(tmp_path: Pat
 
         box_log = "\n".join(box.logs[mark:])
         assert "agent alice transferred the call to bob from the desk phone (attended)" in box_log, box_log
+        assert re.search(r"SIP call \S+: resume accepted", box_log), "the customer stayed held after the transfer"
         assert "hung up the desk phone" not in box_log  # the phone's BYEs were no agent hang-up
         assert sum(1 for line in box.logs if "-> queue support" in line) == 1, "the customer was queued twice"
         sip = scene.setup.log.read_text(errors="replace")
