@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DIALLABLE = re.compile(r"\+?[0-9*#]{1,32}")
 _SEPARATORS = re.compile(r"[\s.\-()/]")
+_TRUNK_PREFIX = re.compile(r"(?<=^\+\d)\s*\(0\)|(?<=^\+\d\d)\s*\(0\)|(?<=^\+\d\d\d)\s*\(0\)")
 LINE_KINDS = ("trunk", "gsm", "analog")
 SKIP_TO_NEXT_LINE = frozenset({DialFailure.LINE_DOWN, DialFailure.LINE_BUSY})
 
@@ -84,8 +85,11 @@ def parse_rules(items: list[dict[str, Any]]) -> tuple[DialRule, ...]:
 
 
 def normalise(number: str) -> str:
-    """The number without separators; DialFailed(REJECTED) when it is not diallable."""
-    cleaned = _SEPARATORS.sub("", number or "")
+    """The number without separators; DialFailed(REJECTED) when it is not diallable.
+
+    An international number written with the trunk prefix in brackets ("+44 (0)20 7946 0018",
+    as British, German and Swiss numbers often are) loses it: "+442079460018"."""
+    cleaned = _SEPARATORS.sub("", _TRUNK_PREFIX.sub("", number or "", count=1))
     if not DIALLABLE.fullmatch(cleaned):
         raise DialFailed(DialFailure.REJECTED, f"{number!r} is not a number that can be dialled")
     return cleaned

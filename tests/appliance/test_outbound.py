@@ -157,6 +157,11 @@ def test_rules_validate_with_clear_messages() -> None:
 
 def test_normalise_removes_separators_and_refuses_letters() -> None:
     assert normalise("+44 (20) 7946-0000") == "+442079460000"
+    # the trunk prefix written in brackets after the country code is not dialled
+    assert normalise("+44 (0)20 7946 0018") == "+442079460018"
+    assert normalise("+41 (0) 44 668 18 00") == "+41446681800"
+    assert normalise("+353 (0)1 234 5678") == "+35312345678"
+    assert normalise("(020) 7946 0018") == "02079460018"  # a national number keeps its 0
     with pytest.raises(DialFailed) as err:
         normalise("call me")
     assert err.value.reason is DialFailure.REJECTED
