@@ -50,6 +50,7 @@ def call_to_doc(rec: CallRecord) -> dict[str, Any]:
     doc["outcome"] = rec.outcome.value
     doc["offers"] = list(rec.offers)
     doc["tags"] = list(rec.tags)
+    doc["ivr"] = list(rec.ivr)
     return doc
 
 
@@ -58,6 +59,7 @@ def doc_to_call(doc: dict[str, Any]) -> CallRecord:
     values["outcome"] = CallOutcome(doc["outcome"])
     values["offers"] = tuple(doc.get("offers", ()))
     values["tags"] = tuple(doc.get("tags", ()))
+    values["ivr"] = tuple(doc.get("ivr", ()))
     return CallRecord(**values)
 
 
@@ -164,10 +166,39 @@ def doc_time(kind: str, doc: dict[str, Any], now: float) -> float:
 def to_interaction(kind: str, doc: dict[str, Any]) -> Interaction:
     if kind == "call":
         number = doc.get("to_number") if doc.get("direction") == "outbound" else doc.get("from_number")
-        summary = str(doc.get("outcome", ""))
+        summary = call_summary(doc)
     else:
         number, summary = doc.get("number"), str(doc.get("body", ""))[:80]
     return Interaction(kind, doc["_key"], doc["_msg_id"], doc.get("customer_id"), doc["_at"], number, summary)
+
+
+def call_summary(doc: dict[str, Any]) -> str:
+    """One line an agent reads in a customer's history: "answered by Alice Martin, 3:05, resolved",
+    "outbound: busy", "hung up after 0:45 in the queue", "no agent was free"."""
+    outcome, outbound = str(doc.get("outcome", "")), doc.get("direction") == "outbound"
+    if outcome == CallOutcome.ANSWERED.value:
+        who = doc.get("agent_name") or doc.get("agent_id")
+        parts = [f"answered by {who}" if who else "answered"]
+        if doc.get("talk_s"):
+            parts.append(_minutes(float(doc["talk_s"])))
+        if doc.get("transferred_to"):
+            parts.append(f"transferred to {doc['transferred_to']}")
+        if doc.get("disposition"):
+            parts.append(str(doc["disposition"]))
+        text = ", ".join(parts)
+    elif outcome == CallOutcome.ABANDONED.value and not outbound:
+        wait = doc.get("wait_s")
+        text = f"abandoned: hung up after {_minutes(float(wait))} in the queue" if wait else "abandoned: hung up"
+    elif outcome == CallOutcome.NO_AGENT.value:
+        text = "not answered: no agent was free"
+    else:
+        text = str(doc.get("hangup_cause") or outcome)
+    return f"outbound: {text}" if outbound else text
+
+
+def _minutes(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 # ---- index projection: what the in-memory index keeps of each document ----

@@ -80,6 +80,8 @@ def interactions_for(engine: Engine, customer_id: str, limit: int | None) -> lis
     for kind, key, _at in reversed(engine.index.customer_refs(customer_id)):
         doc = engine.get(kind, key)
         if doc is not None and doc.get("customer_id") == customer_id:
+            if kind == "call" and int(doc.get("segment") or 1) > 1:
+                continue  # a transfer's later part: the customer's call is shown once, by its first part
             out.append(codec.to_interaction(kind, doc))
             if limit is not None and len(out) >= limit:
                 break

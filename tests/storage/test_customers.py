@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.records import CallOutcome
 from appliance.storage import Channel, ConversationState, Store
 from tests.storage.conftest import make_call
 
@@ -75,3 +76,26 @@ async def test_indexes_survive_restart(tmp_path: Path) -> None:
         assert (await s.open_conversation("+111")).conversation_id == m.conversation_id
     finally:
         await s.close()
+
+
+async def test_a_customers_history_says_what_happened_and_shows_a_transferred_call_once(store: Store) -> None:
+    from dataclasses import replace as _replace
+
+    c = await store.upsert_customer(name="Ann", phones=("+4930123",))
+    first = _replace(make_call("t1", at=1000.0, customer_id=c.customer_id), agent_id="alice", agent_name="Alice Martin",
+                     talk_s=65.2, transfer="blind", transferred_to="bob", parent_call_id="t1")
+    second = _replace(make_call("t1-2", at=1000.0, customer_id=c.customer_id), segment=2, parent_call_id="t1",
+                      agent_id="bob", agent_name="Bob Okafor", disposition="resolved", talk_s=30.0)
+    queued = _replace(make_call("q1", at=2000.0, customer_id=c.customer_id, outcome=CallOutcome.ABANDONED), wait_s=45.0)
+    nobody = make_call("n1", at=3000.0, customer_id=c.customer_id, outcome=CallOutcome.NO_AGENT)
+    busy = _replace(make_call("o1", at=4000.0, customer_id=c.customer_id, outcome=CallOutcome.FAILED),
+                    direction="outbound", hangup_cause="busy")
+    for rec in (first, second, queued, nobody, busy):
+        await store.save_call(rec)
+    got = await store.interactions_for_customer(c.customer_id)
+    assert [(i.key, i.summary) for i in got] == [
+        ("o1", "outbound: busy"),
+        ("n1", "not answered: no agent was free"),
+        ("q1", "abandoned: hung up after 0:45 in the queue"),
+        ("t1", "answered by Alice Martin, 1:05, transferred to bob"),
+    ]

@@ -214,7 +214,7 @@ function renderOffer(msg) {
   $("offer-from").dataset.kind = msg.kind || "call";
   show("offer-from", msg.kind === "consult" || msg.kind === "transfer");
   show("offer-customer", !!msg.customer_id);
-  $("offer-customer-name").textContent = msg.customer_name || "known caller";
+  $("offer-customer-name").textContent = msg.customer_name || ((msg.history || []).length ? "known caller" : "new caller");
   const hist = $("offer-history");
   hist.innerHTML = "";
   for (const h of msg.history || []) {
