@@ -81,13 +81,14 @@ class _Running:
 class ServerTransaction(_Running):
     """What the TU gets with a request: ``respond(...)`` sends through the transaction."""
 
-    __slots__ = ("request", "ua", "owner")
+    __slots__ = ("request", "ua", "owner", "merge")
 
     def __init__(self, ua: "UserAgent", request: SipRequest, conn: Connection, key, core) -> None:
         super().__init__(core, conn, key, ua._server)
         self.request = request
         self.ua = ua
         self.owner: object = None  # the call an INVITE belongs to
+        self.merge: tuple | None = None  # its merged-request key while it runs (§8.2.2.2)
 
     @property
     def final_sent(self) -> bool:
@@ -117,6 +118,7 @@ class UserAgent:
         self._on_register = on_register  # the registrar; without one REGISTER gets 501
         self.allow = ALLOW + (", REGISTER" if self._on_register is not None else "")
         self._server: dict[tuple, ServerTransaction] = {}
+        self._merged: dict[tuple, ServerTransaction] = {}  # (From tag, Call-ID, CSeq) of out-of-dialog requests
         self._client: dict[tuple, _Running] = {}
         self._others: set[_Running] = set()
         self._loop = asyncio.get_running_loop()
@@ -157,6 +159,9 @@ class UserAgent:
         entry.handles.clear()
         if entry.table is not None and entry.table.get(entry.key) is entry:
             del entry.table[entry.key]
+        merge = getattr(entry, "merge", None)
+        if merge is not None and self._merged.get(merge) is entry:
+            del self._merged[merge]
         self._others.discard(entry)
         self._check_client_idle()
 
@@ -271,6 +276,23 @@ class UserAgent:
         else:
             self._on_request(msg, conn)
 
+    def _merged_request(self, txn: ServerTransaction) -> bool:
+        """§8.2.2.2: an out-of-dialog request with the From tag, Call-ID and CSeq of a transaction
+        still running, but another branch, is the same request again by another path (a loop, or
+        forks merging back): 482 Loop Detected, so only one copy is handled."""
+        request = txn.request
+        if request.to_addr.tag is not None or request.method == "CANCEL":
+            return False
+        merge = (request.from_addr.tag or "", request.call_id, request.cseq.number, request.method)
+        if merge in self._merged:
+            log.info("SIP: %s %s from %r came again by another path (merged request); 482", request.method,
+                     request.call_id, txn.conn)
+            txn.respond(482, to_tag=new_tag())
+            return True
+        txn.merge = merge
+        self._merged[merge] = txn
+        return False
+
     def _on_response(self, response: SipResponse) -> None:
         entry = self._client.get(client_key(response.branch or "", response.cseq.method))
         if entry is None:
@@ -302,6 +324,8 @@ class UserAgent:
             txn = ServerTransaction(self, request, conn, key, NonInviteServerTransaction(reliable))
             self._server[key] = txn
         method = request.method
+        if self._merged_request(txn):
+            return
         if method == "CANCEL":
             target = self._server.get(cancel_target_key(request))
             if target is None:

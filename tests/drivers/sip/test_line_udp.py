@@ -106,6 +106,28 @@ async def test_retransmitted_invite_gives_one_call_and_last_response(make_line) 
     assert neg.codec == "PCMA" and neg.dtmf_payload_type == 101
 
 
+async def test_the_same_invite_by_another_path_is_a_merged_request_482(make_line) -> None:
+    """§8.2.2.2: From tag, Call-ID and CSeq of a running transaction with another branch (a loop,
+    or forks merging back) get 482 Loop Detected and no second call; a new CSeq is a new request."""
+    line, handler, peer = await make_line()
+    call_id = new_call_id()
+    peer.send(_invite(peer, new_branch(), call_id))
+    await peer.expect(100)
+    call = await handler.next_call()
+    peer.send(_invite(peer, new_branch(), call_id))  # the same INVITE, forked back to us
+    await peer.expect(100)
+    looped = await peer.expect(482)
+    assert looped.reason == "Loop Detected" and looped.cseq.method == "INVITE"
+    assert len(handler.calls) == 1 and line.statistics().calls_total == 1
+    for method in ("OPTIONS", "OPTIONS"):  # out of dialog non-INVITE: the second copy by another branch
+        peer.send(peer.request(method, branch=new_branch(), call_id=call_id, cseq=7))
+    assert (await peer.expect(200)).cseq.number == 7
+    assert (await peer.expect(482)).cseq.number == 7
+    peer.send(peer.request("OPTIONS", branch=new_branch(), call_id=call_id, cseq=8))
+    assert (await peer.expect(200)).cseq.number == 8
+    await call.hangup(HangupCause.REJECTED)
+
+
 async def test_cancel_while_ringing(make_line) -> None:
     line, handler, peer = await make_line()
     branch, call_id = new_branch(), new_call_id()
