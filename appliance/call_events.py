@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class LiveState(StrEnum):
     ARRIVING = "arriving"
+    IVR = "ivr"  # the caller is in a menu (``LiveCallSnapshot.menu`` says which); no queue yet
     QUEUED = "queued"
     OFFERED = "offered"
     DIALING = "dialing"  # an agent's outbound call is ringing
@@ -33,6 +34,7 @@ class LiveCallSnapshot:
     transfer: str | None = None  # transfer phase while one is in progress ("consulting", ...), else None
     direction: str = "inbound"  # "inbound" | "outbound"
     on_hold: bool = False  # the agent put the caller on hold
+    menu: str | None = None  # the IVR menu the caller is in (state "ivr"), else None
 
 
 @dataclass(frozen=True, slots=True)

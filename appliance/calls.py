@@ -21,6 +21,9 @@ from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
 from appliance.config import BoxConfig, QueueConfig
 from appliance.conversation import Conversation
 from appliance.hub import Topic
+from appliance.ivr import TargetKind
+from appliance.ivr_config import route
+from appliance.ivr_flow import Menus
 from appliance.lines import CallGone, HangupCause, InboundCall
 from appliance.call_support import HANGUP_TIMEOUT_S, CallStore, customer_context, hang_up, save_record, start_recorder
 from appliance.live_call import AgentMediaDirectory, DialExternal, LiveCall
@@ -60,12 +63,14 @@ class CallCenter:
         self._accepting = True
         self.stopping = self._stopping = asyncio.Event()
         self._music: dict[str, bytes | None] = {}
+        self._menus = Menus(cfg)
 
     async def prepare(self) -> None:
-        """Decode each queue's hold music once, off the event loop."""
+        """Decode each queue's hold music and each menu's prompts once, off the event loop."""
         loop = asyncio.get_running_loop()
         for queue in self._cfg.queues:
             self._music[queue.id] = await loop.run_in_executor(None, load_hold_music, queue)
+        await self._menus.prepare()
 
     # --- what the console and the TUI use ---------------------------------------------------
     def live_calls(self) -> list[LiveCallSnapshot]:
@@ -162,10 +167,11 @@ class CallCenter:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        lc = LiveCall(call, self._route(call))
+        lc = self._route(call)
         self._live[call.call_id] = lc
-        call.on_dtmf(lc.dtmf.append)
-        log.info("call %s from %s on %s -> queue %s", call.call_id, call.caller.number or call.caller.presentation, call.line_id, lc.queue.id)
+        call.on_dtmf(lc.add_dtmf)
+        log.info("call %s from %s on %s to %s -> %s", call.call_id, call.caller.number or call.caller.presentation, call.line_id,
+                 call.called or "-", f"menu {lc.menu}" if lc.menu else f"queue {lc.queue.id}")
         try:
             await self._run(lc)
         except asyncio.CancelledError:
@@ -177,8 +183,17 @@ class CallCenter:
             if task is not None:
                 self._tasks.discard(task)
 
-    def _route(self, call: InboundCall) -> QueueConfig:
-        return self._cfg.queues[0]
+    def _route(self, call: InboundCall) -> LiveCall:
+        """The first matching [[inbound]] rule's queue or menu; no match: the first queue."""
+        first = self._cfg.queues[0]
+        rule = route(self._cfg.inbound, call.called, call.line_id)
+        if rule is not None and rule.target.kind is TargetKind.MENU:
+            return LiveCall(call, first, menu=rule.target.id)
+        return LiveCall(call, self.queue_config(rule.target.id) or first if rule is not None else first)
+
+    def _logged_in(self, queue_id: str | None) -> bool:
+        """Someone is logged in to ``queue_id`` (None: to any queue)."""
+        return any(a.state != "logged_out" and (queue_id is None or queue_id in a.queues) for a in self._acd.agents())
 
     def _set_state(self, lc: LiveCall, state: LiveState, cause: str | None = None) -> None:
         lc.state = state
@@ -195,26 +210,40 @@ class CallCenter:
             from_number=call.caller.number,
             from_name=call.caller.name,
             to_number=call.called,
-            queue=lc.queue.id,
+            queue=None if lc.menu else lc.queue.id,
             outcome=CallOutcome.FAILED,
             hangup_cause="",
             arrived_at=lc.arrived_at,
             parent_call_id=call.call_id,
         )
         self._set_state(lc, LiveState.ARRIVING)
-        if not any(a.state != "logged_out" and lc.queue.id in a.queues for a in self._acd.agents()):
-            log.info("call %s: no agent is logged in to queue %s; turning it away", call.call_id, lc.queue.id)
-            await call.hangup(HangupCause.NO_AGENT)
-            await self._finish(lc, replace(rec, outcome=CallOutcome.NO_AGENT, hangup_cause=HangupCause.NO_AGENT, ended_at=time.time()))
-            return
+        ended = asyncio.ensure_future(call.wait_ended())
         try:
-            await call.progress()
-        except CallGone:
-            await self._finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CANCELLED, ended_at=time.time()))
+            await self._queue_call(lc, rec, ended)
+        finally:
+            ended.cancel()  # no-op once it is done (the conversation has awaited it)
+
+    async def _queue_call(self, lc: LiveCall, rec: CallRecord, ended: asyncio.Future) -> None:
+        call = lc.call
+        if not self._logged_in(None if lc.menu else lc.queue.id):  # before a menu: nobody logged in at all
+            await self._turn_away(lc, rec)
             return
+        if lc.menu is not None:
+            chosen = await self._menus.serve(self, lc, rec, ended)
+            if chosen is None:
+                return
+            rec = chosen
+            if not self._logged_in(lc.queue.id):  # the queue the caller chose: nothing more to play
+                await self._turn_away(lc, rec)
+                return
+        else:
+            try:
+                await call.progress()
+            except CallGone:
+                await self.finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CANCELLED, ended_at=time.time()))
+                return
         waiting_audio = Bridge(call.audio, QueueAudio(lc.queue, self._music.get(lc.queue.id), self._cfg.country), None)
         waiting_audio.start()
-        ended = asyncio.ensure_future(call.wait_ended())
         customer = await customer_context(self._store, call.caller.number, self._cfg.country, call.caller.name, call.call_id)
         rec = replace(rec, customer_id=customer.customer_id)
         qc = QueuedCall(call.call_id, lc.queue.id, call.caller, call.line_id, enqueued_at=time.time(),
@@ -233,6 +262,12 @@ class CallCenter:
             return
         await self._talk(lc, rec, agent_id, ended)
 
+    async def _turn_away(self, lc: LiveCall, rec: CallRecord) -> None:
+        where = f"queue {lc.queue.id}" if lc.menu is None else "any queue"
+        log.info("call %s: no agent is logged in to %s; turning it away", lc.call.call_id, where)
+        await hang_up(lc.call, HangupCause.NO_AGENT)
+        await self.finish(lc, replace(rec, outcome=CallOutcome.NO_AGENT, hangup_cause=HangupCause.NO_AGENT, ended_at=time.time()))
+
     async def _wait_for_agent(self, lc: LiveCall, qc: QueuedCall, ended: asyncio.Future) -> str | None:
         acd_cfg = self._cfg.acd
         deadline = qc.enqueued_at + acd_cfg.max_queue_wait_s
@@ -243,7 +278,7 @@ class CallCenter:
                 return None
             if not lc.line_answered and now >= answer_line_at:
                 log.info("call %s waited %.0fs in early media; answering the line to keep it up", lc.call.call_id, now - qc.enqueued_at)
-                await self._answer_line(lc)
+                await self.answer_line(lc)
             wake = min(deadline, answer_line_at if not lc.line_answered else deadline) - now
             stopping = asyncio.ensure_future(self._stopping.wait())
             offer_changed = asyncio.ensure_future(qc.offer_changed.wait())
@@ -264,7 +299,7 @@ class CallCenter:
                 lc.agent_name = self._agent_name(qc.offered_to) if qc.offered_to else None
                 self._set_state(lc, LiveState.OFFERED if offered else LiveState.QUEUED)
 
-    async def _answer_line(self, lc: LiveCall) -> None:
+    async def answer_line(self, lc: LiveCall) -> None:
         async with asyncio.timeout(ANSWER_TIMEOUT_S):
             await lc.call.answer()
         lc.line_answered = True
@@ -290,19 +325,19 @@ class CallCenter:
             log.info("call %s: no agent answered within %.0fs; ending it", call.call_id, self._cfg.acd.max_queue_wait_s)
             await hang_up(call, cause)
         wait = now - rec.enqueued_at if rec.enqueued_at else None
-        await self._finish(lc, replace(rec, outcome=outcome, hangup_cause=str(cause), ended_at=now, wait_s=wait))
+        await self.finish(lc, replace(rec, outcome=outcome, hangup_cause=str(cause), ended_at=now, wait_s=wait))
 
     async def _talk(self, lc: LiveCall, rec: CallRecord, agent_id: str, ended: asyncio.Future) -> None:
         call = lc.call
         lc.agent_id, lc.agent_name = agent_id, self._agent_name(agent_id)
         try:
             if not lc.line_answered:
-                await self._answer_line(lc)
+                await self.answer_line(lc)
         except (CallGone, TimeoutError):
             now = time.time()
             log.info("call %s: caller left as agent %s answered", call.call_id, agent_id)
             self._acd.call_ended(agent_id, call.call_id, on_wrapup_done=lambda d: None)
-            await self._finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CALLER_HUNG_UP, ended_at=now, wait_s=now - (rec.enqueued_at or now), agent_id=agent_id))
+            await self.finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CALLER_HUNG_UP, ended_at=now, wait_s=now - (rec.enqueued_at or now), agent_id=agent_id))
             return
         answered_at = time.time()
         recorder, lc.recording_path = start_recorder(self._cfg.recording.enabled, self._store, call.call_id, answered_at)
@@ -320,7 +355,7 @@ class CallCenter:
 
         self._acd.call_ended(agent_id, rec.call_id, on_wrapup_done=wrapup_done)
 
-    async def _finish(self, lc: LiveCall, rec: CallRecord) -> None:
+    async def finish(self, lc: LiveCall, rec: CallRecord) -> None:
         lc.state = LiveState.ENDED
         self._topic.publish(CallUpdate(lc.snapshot(rec.hangup_cause)))
         await self._save(rec)

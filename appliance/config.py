@@ -10,11 +10,13 @@ import hashlib
 import hmac
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from appliance.dialplan import DEFAULT_RULES, DialPlanError, DialRule, parse_rules
+from appliance.ivr import MenuConfig
+from appliance.ivr_config import InboundRule, IvrConfigError, parse_inbound, parse_menus
 
 DEFAULT_CONFIG_NAME = "branchline.toml"
 
@@ -137,6 +139,8 @@ class BoxConfig:
     gsm: tuple[dict[str, Any], ...] = ()  # real GSM modems (validated by the GSM driver)
     analog: tuple[dict[str, Any], ...] = ()  # real analog voice modems
     dial_plan: tuple[DialRule, ...] = DEFAULT_RULES  # which line carries an agent's outbound call
+    inbound: tuple[InboundRule, ...] = ()  # which queue or menu takes a call; none: the first queue
+    menus: tuple[MenuConfig, ...] = ()  # IVR menus
     source: str = "embedded defaults"
 
 
@@ -230,7 +234,7 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     if str(box.get("log_level", "INFO")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[box] log_level must be DEBUG, INFO, WARNING or ERROR")
     unknown_top = set(raw) - {"box", "sip", "web", "acd", "recording", "storage", "simulators", "queues", "agents", "gsm", "analog",
-                               "dial_plan"}
+                               "dial_plan", "inbound", "menus"}
     if unknown_top:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown_top))}")
     sip = _section(raw, "sip", SipConfig)
@@ -262,6 +266,11 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
         dial_plan = parse_rules(_table_list(raw, "dial_plan"))
     except DialPlanError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        menus = parse_menus(_table_list(raw, "menus"), queue_ids)
+        inbound = parse_inbound(_table_list(raw, "inbound"), queue_ids, {m.id for m in menus})
+    except IvrConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return BoxConfig(
         data_dir=Path(str(box.get("data_dir", "var"))),
         branch=str(box.get("branch", "box")),
@@ -278,6 +287,8 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
         gsm=tuple(_table_list(raw, "gsm")),
         analog=tuple(_table_list(raw, "analog")),
         dial_plan=dial_plan,
+        inbound=inbound,
+        menus=menus,
     )
 
 

@@ -7,6 +7,7 @@ a transfer, or an external number). Each segment becomes its own ``CallRecord``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
@@ -19,6 +20,8 @@ from media.frames import LegAudio
 
 if TYPE_CHECKING:
     from appliance.acd.router import Acd, QueuedCall
+
+log = logging.getLogger(__name__)
 
 DialExternal = Callable[[str], Awaitable[OutboundCall]]
 
@@ -50,22 +53,43 @@ class CallServices(Protocol):
 class LiveCall:
     """Mutable state of one call; owned by its task."""
 
-    def __init__(self, call: InboundCall, queue: QueueConfig) -> None:
+    def __init__(self, call: InboundCall, queue: QueueConfig, menu: str | None = None) -> None:
         self.call = call
-        self.queue = queue
+        self.queue = queue  # while in a menu: the queue the call goes to if it never chooses
+        self.menu = menu  # the IVR menu the caller is in; None once routed to ``queue``
         self.arrived_at = time.time()
         self.state = LiveState.ARRIVING
         self.since = self.arrived_at
         self.agent_id: str | None = None
         self.agent_name: str | None = None
         self.queued: QueuedCall | None = None
-        self.dtmf: list[str] = []
+        self.dtmf: list[str] = []  # every digit the caller pressed (``add_dtmf``)
+        self._dtmf_listeners: list[Callable[[str], None]] = []
         self.recording_path: str | None = None
         self.line_answered = False
         self.segment = 1
         self.transfer: str | None = None  # the transfer phase while one is in progress
         self.on_hold = False  # the agent put the caller on hold
         self.conversation: Any = None  # the Conversation once answered; it takes the agents' requests
+
+    def add_dtmf(self, digit: str) -> None:
+        """A digit from the caller's line: kept, and passed to whoever listens now (the IVR)."""
+        self.dtmf.append(digit)
+        for listener in tuple(self._dtmf_listeners):
+            try:
+                listener(digit)
+            except Exception:  # a listener's bug must not reach the line driver
+                log.exception("call %s: DTMF listener failed", self.call.call_id)
+
+    def listen_dtmf(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener`` with each digit from now on; returns the unsubscribe callable."""
+        self._dtmf_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._dtmf_listeners:
+                self._dtmf_listeners.remove(listener)
+
+        return unsubscribe
 
     def snapshot(self, cause: str | None = None) -> LiveCallSnapshot:
         c = self.call
@@ -75,7 +99,7 @@ class LiveCall:
             line_kind=str(c.kind),
             caller_number=c.caller.number,
             caller_name=c.caller.name,
-            queue_id=self.queue.id,
+            queue_id=None if self.menu is not None else self.queue.id,
             state=self.state,
             since=self.since,
             arrived_at=self.arrived_at,
@@ -86,6 +110,7 @@ class LiveCall:
             segment=self.segment,
             transfer=self.transfer,
             on_hold=self.on_hold,
+            menu=self.menu,
         )
 
 

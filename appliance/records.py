@@ -9,6 +9,7 @@ class CallOutcome(StrEnum):
     ANSWERED = "answered"  # an agent talked to the caller
     ABANDONED = "abandoned"  # caller hung up while queued or while an agent was being offered the call
     NO_AGENT = "no_agent"  # the box gave up (no agent logged in, queue timeout)
+    MENU_ENDED = "menu_ended"  # an IVR menu ended the call ("hangup" key, or its default)
     FAILED = "failed"  # line error before answer
 
 
@@ -51,3 +52,4 @@ class CallRecord:
     transferred_to: str | None = None  # agent id, queue id or number this segment handed the caller to
     transferred_from: str | None = None  # agent id that handed the caller to this segment
     parent_call_id: str | None = None  # call_id of segment 1 (segment 1 names itself; None in old records)
+    ivr: tuple[str, ...] = ()  # the caller's way through the menus: "main:2", "sales:timeout", ... (empty: no menu)

@@ -8,9 +8,10 @@ from __future__ import annotations
 from rich.text import Text
 
 from appliance.api import schema as s
+from tui.widgets.tables import state_text
 
 DIRECTION_LABELS = {"inbound": "in", "outbound": "out"}
-OUTCOME_STYLES = {"answered": "green", "abandoned": "yellow", "no_agent": "red", "failed": "red"}
+OUTCOME_STYLES = {"answered": "green", "abandoned": "yellow", "no_agent": "red", "failed": "red", "menu_ended": "dim"}
 
 
 def direction(value: str) -> str:
@@ -20,6 +21,14 @@ def direction(value: str) -> str:
 def live_number(call: s.CallView) -> str:
     """The customer's number: the caller of an inbound call, the number dialled for an outbound one."""
     return call.caller_number or call.caller_name or ("?" if call.direction == "outbound" else "withheld")
+
+
+def live_state(call: s.CallView) -> Text:
+    """The live call's state; a caller in an IVR menu shows the menu: "ivr main"."""
+    text = state_text(call.state)
+    if call.menu:
+        text.append(f" {call.menu}")
+    return text
 
 
 def live_transfer(call: s.CallView) -> str:

@@ -151,7 +151,9 @@ class SiteFeed:
         # offered (then answered or abandoned), under the id of the segment it will become
         # (f"{call_id}-{n}", as in the stored records, so seeding at start-up agrees).
         track = self._tracks.setdefault(snap.call_id, _CallTrack(snap.queue_id, snap.call_id))
-        if snap.queue_id != track.queue_id and snap.queue_id is not None:
+        if track.queue_id is None and snap.queue_id is not None:  # an IVR menu chose the first queue
+            track.queue_id = snap.queue_id
+        elif snap.queue_id != track.queue_id and snap.queue_id is not None:
             self._count_visit(track)
             track = self._tracks[snap.call_id] = _CallTrack(snap.queue_id, f"{snap.call_id}-{snap.segment + 1}")
         state = str(snap.state)

@@ -77,7 +77,7 @@ class CallView:
     caller_number: str | None
     caller_name: str | None
     queue_id: str | None
-    state: str  # arriving | queued | offered | on_call | ended
+    state: str  # arriving | ivr | queued | offered | on_call | ended
     since: float
     arrived_at: float
     agent_id: str | None = None
@@ -88,6 +88,7 @@ class CallView:
     segment: int = 1  # which party segment the call is in: 2 after the first transfer, ...
     transfer: str | None = None  # transfer phase in progress (dialing, transferring, consulting, ...), else None
     on_hold: bool = False  # the agent put the caller on hold
+    menu: str | None = None  # the IVR menu the caller is in (state "ivr"); queue_id is None until routed
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +222,7 @@ class CallRecordView:
     transferred_to: str | None = None  # agent id, queue id or number the caller was handed to
     transferred_from: str | None = None  # agent id that handed the caller to this segment
     parent_call_id: str | None = None  # call id of segment 1: every segment of one customer call shares it
+    ivr: tuple[str, ...] = ()  # the caller's way through the IVR menus: "main:2", "main:timeout", ...
 
 
 @dataclass(frozen=True, slots=True)

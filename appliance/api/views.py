@@ -57,6 +57,7 @@ def call_view(snap: LiveCallSnapshot) -> CallView:
         segment=snap.segment,
         transfer=snap.transfer,
         on_hold=snap.on_hold,
+        menu=snap.menu,
     )
 
 
@@ -148,6 +149,7 @@ def record_view(rec: CallRecord) -> CallRecordView:
         transferred_to=rec.transferred_to,
         transferred_from=rec.transferred_from,
         parent_call_id=rec.parent_call_id,
+        ivr=tuple(rec.ivr),
     )
 
 

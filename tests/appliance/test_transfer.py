@@ -3,10 +3,11 @@ and an in-memory store: blind to an agent / a queue / a number, attended complet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 
@@ -200,8 +201,8 @@ class Site:
             self.acd.login(a)
             self.acd.set_available(a)
 
-    async def arrive(self, call_id: str) -> Caller:
-        call = Caller(call_id)
+    async def arrive(self, call_id: str, call: Caller | None = None) -> Caller:
+        call = call or Caller(call_id)
         self.tasks.append(asyncio.create_task(self.center.handle_inbound(call), name=f"test-call:{call_id}"))
         await self.until(lambda: any(c.call_id == call_id for c in self.center.live_calls()), f"{call_id} live")
         return call
@@ -237,11 +238,19 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path):
+    async with open_site(tmp_path) as s:
+        yield s
+
+
+@contextlib.asynccontextmanager
+async def open_site(tmp_path: Path, **cfg_extra: Any) -> AsyncIterator[Site]:
+    """The real CallCenter, ACD and feed with queues support (alice, bob) and sales (carol)."""
     hub = Hub()
     cfg = BoxConfig(
         data_dir=tmp_path,
         acd=AcdConfig(ring_timeout_s=5.0, wrapup_s=60.0, pause_on_missed_offer=True),
         queues=(QueueConfig("support", "Support", ringback_s=0.0), QueueConfig("sales", "Sales", ringback_s=0.0)),
+        **cfg_extra,
     )
     acd = Acd(agents=[("alice", NAMES["alice"], ("support",)), ("bob", NAMES["bob"], ("support",)),
                       ("carol", NAMES["carol"], ("sales",))],

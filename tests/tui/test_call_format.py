@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from appliance.api import schema as s
-from tui.call_format import live_number, live_transfer, record_number, record_outcome, record_party, record_transfer
+from tui.call_format import live_number, live_state, live_transfer, record_number, record_outcome, record_party, record_transfer
 from tui.screens.agents import device_text
 from tui.state import apply
 from tests.tui.test_state import SITE
@@ -50,3 +50,10 @@ def test_agent_device_text() -> None:
     assert device_text(replace(a, phone="201", phone_problem="not registered")).plain == "browser (phone 201: not registered)"
     assert device_text(replace(a, phone="201", device="phone")).plain == "desk phone 201 (registered)"
     assert device_text(replace(a, device="phone")).plain == "desk phone (none set)"
+
+
+def test_a_caller_in_a_menu_shows_the_menu_beside_the_state() -> None:
+    call = s.CallView("c1", "sip", "sip", "+44", None, None, "ivr", 1.0, 1.0, menu="main")
+    assert live_state(call).plain == "ivr main"
+    assert live_state(replace(call, state="queued", queue_id="sales", menu=None)).plain == "queued"
+    assert record_outcome(replace(REC, direction="inbound", outcome="menu_ended", hangup_cause="menu hung up")).plain

@@ -42,6 +42,8 @@ def record_text(rec: s.CallRecordView, clock: Any) -> str:
     if rec.segment > 1 or rec.transfer or rec.transferred_to or rec.transferred_from:
         rows += [("Segment", f"{rec.segment} of call {rec.parent_call_id or rec.call_id}"),
                  ("Transfer", record_transfer(rec))]
+    if rec.ivr:
+        rows += [("Menu keys", " ".join(rec.ivr))]
     if not outbound:
         rows += [("Offered to", ", ".join(rec.offers) or "-")]
     rows += [

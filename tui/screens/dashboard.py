@@ -9,7 +9,7 @@ from textual.containers import Grid
 from textual.widgets import DataTable, Footer, Header
 
 from appliance.api import schema as s
-from tui.call_format import direction, live_number, live_transfer
+from tui.call_format import direction, live_number, live_state, live_transfer
 from tui.screens.base import SiteScreen
 from tui.widgets.signal import signal_bars
 from tui.widgets.tables import SiteTable, fill, state_text
@@ -86,7 +86,7 @@ class DashboardScreen(SiteScreen):
         fill(table, [(a.agent_id, (a.name, state_text(a.state), c.age(a.since))) for a in agents], empty="no agents")
         table.border_subtitle = " ".join(f"{st.replace('_', ' ')} {counts[st]}" for st in AGENT_ORDER if counts[st])
         fill(self.query_one("#dash-calls", DataTable),
-             [(k.call_id, (direction(k.direction), live_number(k), state_text(k.state), k.agent_name or k.agent_id or "-",
+             [(k.call_id, (direction(k.direction), live_number(k), live_state(k), k.agent_name or k.agent_id or "-",
                            c.age(k.since), k.line_id or "-", live_transfer(k)))
               for k in site.calls], empty="no calls")
         alarms = self.query_one("#dash-alarms", DataTable)

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 STATE_STYLES = {
     "up": "green", "available": "green", "on_call": "bold cyan", "reserved": "yellow", "offered": "yellow", "dialing": "yellow",
-    "wrap_up": "magenta", "paused": "yellow", "queued": "yellow", "arriving": "yellow",
+    "wrap_up": "magenta", "paused": "yellow", "queued": "yellow", "arriving": "yellow", "ivr": "yellow",
     "down": "bold red", "disabled": "dim", "logged_out": "dim", "starting": "yellow", "registering": "yellow",
     "unknown": "dim",
 }
