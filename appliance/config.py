@@ -240,6 +240,9 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     sip = _section(raw, "sip", SipConfig)
     if not (0 <= sip.port <= 65535):
         raise ConfigError(f"[sip] port {sip.port} is out of range")
+    if not (1024 <= sip.rtp_port_min and sip.rtp_port_min + 2 <= sip.rtp_port_max <= 65535):
+        raise ConfigError(f"[sip] rtp_port_min {sip.rtp_port_min} .. rtp_port_max {sip.rtp_port_max} is not a usable "
+                          "range: 1024 <= min, min + 2 <= max <= 65535 (each call takes an even port)")
     if not set(sip.transports) <= {"udp", "tcp", "tls"}:
         raise ConfigError("[sip] transports may contain only \"udp\", \"tcp\" and \"tls\"")
     if bool(sip.tls_cert) != bool(sip.tls_key):

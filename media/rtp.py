@@ -101,6 +101,8 @@ class RtpSession(asyncio.DatagramProtocol):
         else:
             low, high = self._port_range
             low += low % 2
+            if low >= high:
+                raise OSError(f"{self.name}: the RTP port range {self._port_range} holds no even port")
             candidates = [random.randrange(low, high, 2) for _ in range(PORT_BIND_ATTEMPTS)]
         last_error: OSError | None = None
         for port in candidates:

@@ -60,6 +60,9 @@ queues = ["sales"]
         ("[nonsense]\na=1", "unknown section(s): nonsense"),
         ("[[agents]]\nid='x'\npassword='p'\nqueues=['nope']", "unknown queue(s): nope"),
         ("[[agents]]\nid='x'", "needs password"),
+        ("[sip]\nrtp_port_min = 30000", "rtp_port_min 30000 .. rtp_port_max 20000 is not a usable range"),
+        ("[sip]\nrtp_port_min = 100\nrtp_port_max = 200", "is not a usable range"),
+        ("[sip]\nrtp_port_min = 20000\nrtp_port_max = 20001", "is not a usable range"),
     ],
 )
 def test_broken_files_are_refused_with_a_clear_message(tmp_path: Path, text: str, words: str) -> None:

@@ -207,3 +207,10 @@ def test_rfc4733_codec() -> None:
     packets = event_packets("5", 100)
     assert [m for m, _ in packets] == [True] + [False] * 6
     assert packets[-1][1] == packets[-2][1] == packets[-3][1]
+
+
+@pytest.mark.parametrize("port_range", [(30001, 30001), (30002, 30002), (30000, 20000)])
+async def test_a_range_without_an_even_port_is_a_clear_oserror(port_range: tuple[int, int]) -> None:
+    s = RtpSession("127.0.0.1", port_range=port_range)
+    with pytest.raises(OSError, match="holds no even port"):  # the line turns the call away, no crash
+        await s.start()
