@@ -34,6 +34,7 @@ class LiveCallSnapshot:
     transfer: str | None = None  # transfer phase while one is in progress ("consulting", ...), else None
     direction: str = "inbound"  # "inbound" | "outbound"
     on_hold: bool = False  # the agent put the caller on hold
+    keys: bool = True  # the customer's line can be sent DTMF (the console shows its keypad)
     menu: str | None = None  # the IVR menu the caller is in (state "ivr"), else None
 
 

@@ -266,7 +266,12 @@ class CallCenter:
         where = f"queue {lc.queue.id}" if lc.menu is None else "any queue"
         log.info("call %s: no agent is logged in to %s; turning it away", lc.call.call_id, where)
         await hang_up(lc.call, HangupCause.NO_AGENT)
-        await self.finish(lc, replace(rec, outcome=CallOutcome.NO_AGENT, hangup_cause=HangupCause.NO_AGENT, ended_at=time.time()))
+        ended_at = time.time()
+        # a missed contact belongs in the customer's history (someone may call them back)
+        call = lc.call
+        customer = await customer_context(self._store, call.caller.number, self._cfg.country, call.caller.name, call.call_id)
+        await self.finish(lc, replace(rec, outcome=CallOutcome.NO_AGENT, hangup_cause=HangupCause.NO_AGENT,
+                                      ended_at=ended_at, customer_id=customer.customer_id))
 
     async def _wait_for_agent(self, lc: LiveCall, qc: QueuedCall, ended: asyncio.Future) -> str | None:
         acd_cfg = self._cfg.acd

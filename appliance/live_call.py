@@ -110,6 +110,7 @@ class LiveCall:
             segment=self.segment,
             transfer=self.transfer,
             on_hold=self.on_hold,
+            keys=callable(getattr(c, "send_dtmf", None)),
             menu=self.menu,
         )
 

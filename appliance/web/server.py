@@ -184,7 +184,8 @@ def _event_doc(agent_id: str, event: Any) -> dict[str, Any] | None:
         c = event.call
         return {"type": "call", "call_id": c.call_id, "state": str(c.state), "caller": c.caller_number,
                 "caller_name": c.caller_name, "since": c.since, "cause": c.hangup_cause, "recording": c.recording,
-                "direction": c.direction, "line": c.line_id, "on_hold": c.on_hold}
+                "direction": c.direction, "line": c.line_id, "on_hold": c.on_hold,
+                "keys": c.keys}
     return None
 
 

@@ -97,12 +97,20 @@ async def test_hold_is_refused_during_a_transfer_and_ends_when_a_transfer_takes_
 
 async def test_keys_reach_the_callers_line_in_order(site: Site) -> None:
     call = await holding_call(site)
+    assert live(site, "h1").keys  # the console shows its keypad for this line
     assert await site.center.agent_keys("alice", "12#")
     assert call.keys == ["1", "2", "#"]
     with pytest.raises(ControlError):
         await site.center.agent_keys("alice", "12x")
     assert not await site.center.agent_keys("bob", "1")  # bob has no call
     call.leaves()
+    site.available("bob")
+    plain = await site.arrive("k2")  # a line that cannot send keys (an analog modem's inbound call)
+    await site.answered_by(plain, "bob")
+    assert not live(site, "k2").keys
+    with pytest.raises(ControlError, match="cannot send keys"):
+        await site.center.agent_keys("bob", "1")
+    plain.leaves()
 
 
 async def test_a_console_reloaded_during_a_consult_is_shown_the_consult_again(site: Site) -> None:

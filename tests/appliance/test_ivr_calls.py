@@ -246,6 +246,7 @@ async def test_nobody_logged_in_anywhere_is_turned_away_before_the_menu(site: Si
     rec = await site.record("c1")
     assert (rec.outcome, rec.ivr, rec.queue) == (CallOutcome.NO_AGENT, (), None)
     assert call.answers == 0 and call.hangups == [HangupCause.NO_AGENT]
+    assert rec.customer_id == "cust-1"  # the missed contact is in the caller's history
 
 
 async def test_shutdown_in_the_menu_hangs_up_and_stores_the_record(site: Site) -> None:

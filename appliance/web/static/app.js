@@ -238,6 +238,7 @@ function renderCall(msg) {
     $("btn-hold").textContent = msg.on_hold ? "Resume" : "Hold";
     $("btn-hold").disabled = msg.state !== "on_call";
     $("btn-mute").hidden = bl.device === "phone";  // a desk phone has its own mute key
+    show("keypad", msg.keys !== false && msg.state === "on_call");  // an analog line cannot send keys
     show("consulted", false);  // a consult that became a transfer: the caller is ours now
     show("call", true);
     clearInterval(bl.callTimer);
