@@ -235,8 +235,12 @@ def decode_to_internal(path: Path | str) -> bytes:
                     raise AudioFileError(f"{path}: longer than {MAX_FILE_SECONDS} s")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().tobytes())
+    except FileNotFoundError:
+        raise AudioFileError(f"{path}: no such file") from None
     except (av.FFmpegError, OSError) as exc:
-        raise AudioFileError(f"{path}: cannot decode audio ({exc})") from None
+        # FFmpeg's own errors carry a negative code that means nothing to an operator: keep its words
+        words = getattr(exc, "strerror", None) or str(exc)
+        raise AudioFileError(f"{path}: not an audio file this box can play ({words})") from None
     pcm = b"".join(chunks)
     if not pcm:
         raise AudioFileError(f"{path}: contains no audio samples")

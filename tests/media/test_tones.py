@@ -149,3 +149,15 @@ def test_wav_player_rejects_garbage_and_missing_files(tmp_path: Path) -> None:
         WavPlayer(junk)
     with pytest.raises(AudioFileError):
         WavPlayer(tmp_path / "missing.wav")
+
+
+def test_decode_errors_are_worded_for_an_operator(tmp_path: Path) -> None:
+    from media.tones import decode_to_internal
+
+    junk = tmp_path / "notes.wav"
+    junk.write_text("this is not audio")
+    with pytest.raises(AudioFileError, match=r"notes\.wav: not an audio file this box can play \(") as info:
+        decode_to_internal(junk)
+    assert "Errno" not in str(info.value)
+    with pytest.raises(AudioFileError, match=r"missing\.wav: no such file$"):
+        decode_to_internal(tmp_path / "missing.wav")
