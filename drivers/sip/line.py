@@ -29,7 +29,7 @@ from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
 from drivers.sip.transport import Connection, SipTransports
-from drivers.sip.trunk import TrunkConfig, TrunkFailure, TrunkRegistration, TrunkStatus
+from drivers.sip.trunk import TrunkConfig, TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
 
@@ -345,6 +345,11 @@ class SipLine:
         """Call ``number`` through the configured trunk (a 401/407 is answered with its credentials)."""
         if self._trunk is None or self._ua is None or not self._accepting:
             raise DialFailed(DialFailure.LINE_DOWN, "no SIP trunk is configured")
+        status = self._trunk.status()
+        if self.config.trunk_register and status.state is TrunkState.FAILING:
+            # the carrier refuses or does not answer our REGISTER: its calls would fail the same way,
+            # so the dial plan moves on to the next line (a GSM modem, say) at once
+            raise DialFailed(DialFailure.LINE_DOWN, f"trunk not registered: {status.reason}")
         try:
             conn, hostport = await self._trunk.destination()
         except TrunkFailure as exc:

@@ -186,3 +186,17 @@ async def test_dialled_number_is_cleaned_for_the_request_uri(trunk_line) -> None
     invite = await next_request(peer.recv, "INVITE")
     assert invite.headers.get("To") == "<sip:+441632960-111%23@trunk.test>"
     assert invite.uri.user == "+441632960-111#"  # the parser unescapes
+
+
+async def test_a_trunk_that_refuses_our_register_is_line_down_for_dialling(trunk_line) -> None:
+    from drivers.sip.trunk import TrunkState
+
+    line, peer = await trunk_line(trunk_register=True)
+    register = await next_request(peer.recv, "REGISTER")
+    peer.send(reply(register, 403))  # the carrier refuses the account
+    async with asyncio.timeout(WAIT_S):
+        while line._trunk.state is not TrunkState.FAILING:
+            await line._trunk.transitions.get()
+    with pytest.raises(DialFailed) as info:
+        await line.dial_trunk("+15550001111")
+    assert info.value.reason is DialFailure.LINE_DOWN and "trunk not registered" in str(info.value)
