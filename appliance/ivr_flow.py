@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MENU_EVENTS_MAX = 32  # keys and prompt ends not yet handled; a caller cannot outpace this, extra keys are dropped
 MENU_HUNG_UP = "menu hung up"  # hangup_cause of a call a menu ended
+MENU_MAX_S = 300.0  # a caller still in the menus after this (repeat, loops by key) goes to the first queue
 
 
 class MenuCalls(Protocol):
@@ -65,6 +66,7 @@ class Menus:
 
     def __init__(self, cfg: BoxConfig) -> None:
         self._plan = ivr.MenuPlan({m.id: m for m in cfg.menus}, cfg.queues[0].id)
+        self._first_queue = cfg.queues[0].id
         self._menus = cfg.menus
         self._prompts: Mapping[str, bytes] = {}
         self._chime = chime_pcm()
@@ -120,6 +122,7 @@ class Menus:
         unlisten = lc.listen_dtmf(lambda key: put(ivr.KeyPressed(key)))
         loop = asyncio.get_running_loop()
         deadline: float | None = None
+        give_up_at = loop.time() + MENU_MAX_S
         state, actions = ivr.start(self._plan, menu_id)
         bridge.start()
         try:
@@ -141,7 +144,12 @@ class Menus:
                         return MenuResult(state.path)
                 if state.phase is not ivr.Phase.WAITING:
                     deadline = None
-                event = await _next_event(events, ended, stopping, None if deadline is None else deadline - loop.time())
+                wait = give_up_at - loop.time() if deadline is None else min(deadline, give_up_at) - loop.time()
+                event = await _next_event(events, ended, stopping, wait)
+                if isinstance(event, ivr.TimedOut) and loop.time() >= give_up_at:
+                    log.info("call %s: still in the menus after %.0f s (%s); to queue %s", lc.call.call_id,
+                             MENU_MAX_S, " ".join(state.path) or "no key", self._first_queue)
+                    return MenuResult(state.path + (f"{state.menu}:time limit",), queue=self._first_queue)
                 if event is None:
                     left = _why_left(ended)
                     log.info("call %s: left the menu (%s) after %s", lc.call.call_id, left, " ".join(state.path) or "no key")

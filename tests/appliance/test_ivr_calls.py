@@ -257,3 +257,19 @@ async def test_shutdown_in_the_menu_hangs_up_and_stores_the_record(site: Site) -
     rec = await site.record("c1")
     assert (rec.outcome, rec.hangup_cause) == (CallOutcome.NO_AGENT, "box shutting down")
     assert call.hangups == [HangupCause.SHUTDOWN]
+
+
+async def test_a_caller_still_in_the_menus_at_the_time_limit_goes_to_the_first_queue(tmp_path: Path,
+                                                                                      monkeypatch: Any) -> None:
+    from appliance import ivr_flow
+
+    monkeypatch.setattr(ivr_flow, "MENU_MAX_S", 0.5)  # a long key timeout: only the overall limit can end it
+    slow = (MenuConfig("main", "", (("1", Target(Q, "sales")),), timeout_s=60.0, retries=0),)
+    async with open_site(tmp_path, inbound=ROUTES, menus=slow) as site:
+        site.available("alice")
+        call = await site.arrive("c1", MenuCaller("c1"))
+        await in_menu(site, call)
+        await offered(site, call, "alice")  # support, the first queue
+        call.leaves()
+        rec = await site.record("c1")
+        assert rec.ivr == ("main:time limit",) and rec.queue == "support"
