@@ -7,6 +7,8 @@ import asyncio
 import fcntl
 import logging
 import os
+import shlex
+import shutil
 import signal
 import sys
 from dataclasses import replace
@@ -15,33 +17,67 @@ from pathlib import Path
 log = logging.getLogger("branchline")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # what [box] log_level accepts too
+ROOT = Path(os.path.abspath(__file__)).parent  # not resolved: the banner prints paths the way they were reached
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP/UDP port the box can listen on."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (1..65535)")
+    return port
+
+
+def add_box_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """The options every command shares, before or after its name.
+
+    ``default`` is None on the top parser and SUPPRESS on the commands' parsers, so that a
+    command's parser does not reset an option given before the command.
+    """
+    g = parser.add_argument_group("box options (before or after the command)")
+    g.add_argument("--config", type=Path, default=default,
+                   help="TOML config file (default: ./branchline.toml if present, else built-in defaults)")
+    g.add_argument("--data", type=Path, default=default, help="data folder (overrides [box] data_dir)")
+    g.add_argument("--sip-port", type=port_number, default=default, metavar="PORT",
+                   help="SIP UDP/TCP port, 1..65535 (overrides [sip] port)")
+    g.add_argument("--web-port", type=port_number, default=default, metavar="PORT",
+                   help="agent console port, 1..65535 (overrides [web] port)")
+    g.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=default, metavar="LEVEL",
+                   help=f"{', '.join(LOG_LEVELS)} (any case; overrides [box] log_level)")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="run.py", description="Branchline contact centre box")
-    p.add_argument("--config", type=Path, help="TOML config file (default: ./branchline.toml if present, else built-in defaults)")
-    p.add_argument("--data", type=Path, help="data folder (overrides [box] data_dir)")
-    p.add_argument("--sip-port", type=int, help="SIP UDP/TCP port (overrides [sip] port)")
-    p.add_argument("--web-port", type=int, help="agent console port (overrides [web] port)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING")
+    add_box_options(p, None)
+    common = argparse.ArgumentParser(add_help=False)
+    add_box_options(common, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the box (the default)")
-    b = sub.add_parser("backup", help="write a consistent snapshot of the data folder")
-    b.add_argument("output", type=Path)
-    r = sub.add_parser("restore", help="restore a snapshot into the data folder (box must be stopped)")
-    r.add_argument("snapshot", type=Path)
-    sub.add_parser("tui", help="open the site-admin terminal UI on the running box")
-    sim = sub.add_parser("sim", help="make the running box's simulated lines ring or receive an SMS")
+
+    def command(parent: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=summary, description=summary, parents=[common])
+
+    command(sub, "serve", "run the box (the default)")
+    b = command(sub, "backup", "write a consistent snapshot of the data folder")
+    b.add_argument("output", type=Path, help="the snapshot file to write (a .tar.gz), e.g. /tmp/box-2026-12-03.tar.gz")
+    r = command(sub, "restore", "restore a snapshot into the data folder (box must be stopped)")
+    r.add_argument("snapshot", type=Path,
+                   help="a snapshot file written by 'run.py backup'; the current data folder is kept aside")
+    command(sub, "tui", "open the site-admin terminal UI on the running box")
+    sim = command(sub, "sim", "make the running box's simulated lines ring or receive an SMS")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    c = sim_sub.add_parser("call", help="a caller rings the simulated gsm or analog line")
+    c = command(sim_sub, "call", "a caller rings the simulated gsm or analog line")
     c.add_argument("line", choices=("gsm", "analog"))
     c.add_argument("--from", dest="number", default="+447700900123", help="caller number ('' for withheld)")
-    s = sim_sub.add_parser("sms", help="an SMS arrives on the simulated GSM line")
+    s = command(sim_sub, "sms", "an SMS arrives on the simulated GSM line")
     s.add_argument("text")
     s.add_argument("--from", dest="number", default="+447700900123")
-    h = sim_sub.add_parser("hangup", help="the caller on a simulated line hangs up")
+    h = command(sim_sub, "hangup", "the caller on a simulated line hangs up")
     h.add_argument("line", choices=("gsm", "analog"))
-    e = sim_sub.add_parser("callee", help="how the far end of calls the box places on a simulated line behaves")
+    e = command(sim_sub, "callee", "how the far end of calls the box places on a simulated line behaves")
     e.add_argument("line", choices=("gsm", "analog"))
     e.add_argument("outcome", choices=("answer", "busy", "no_answer", "unreachable"))
     e.add_argument("--number", default=None, help="only for calls to this number (default: every number)")
@@ -67,7 +103,7 @@ def load(args: argparse.Namespace):
     if args.web_port is not None:
         cfg = replace(cfg, web=replace(cfg.web, port=args.web_port))
     if args.log_level:
-        cfg = replace(cfg, log_level=args.log_level.upper())
+        cfg = replace(cfg, log_level=args.log_level)
     return cfg
 
 
@@ -85,7 +121,32 @@ def take_lock(data_dir: Path) -> int:
     return fd
 
 
-def banner(box) -> None:
+def tui_command(args: argparse.Namespace, executable: str | None = None, cwd: Path | None = None) -> str:
+    """The command that opens the admin TUI on this box, typed from ``cwd``.
+
+    The interpreter is the project's .venv one when that is what runs the box (``make run``
+    creates it; a bare ``python`` may not exist or lack the packages), else ``python3``.
+    """
+    exe = Path(executable or sys.executable)
+    cwd = cwd or Path.cwd()
+    venv = ROOT / ".venv"
+    if exe.parent.resolve().is_relative_to(venv.resolve()):  # .venv/bin/python is a symlink: compare folders
+        python = _typed(venv / exe.parent.name / exe.name, cwd)
+    else:
+        python = "python3"
+    words = [python, _typed(ROOT / "run.py", cwd), "tui"]
+    for option, value in (("--config", args.config), ("--data", args.data)):
+        if value is not None:
+            words += [option, str(value)]  # as given: the TUI is opened from the same folder
+    return shlex.join(words)
+
+
+def _typed(path: Path, cwd: Path) -> str:
+    """``path`` relative to ``cwd`` when it is below it, else absolute."""
+    return os.path.relpath(path, cwd) if path.is_relative_to(cwd) else str(path)
+
+
+def banner(box, tui: str) -> None:
     ep = box.endpoints
     lines = [f"Branchline is running (config: {box.cfg.source}, data: {box.cfg.data_dir})",
              f"  Agent console:  {ep.web_url}",
@@ -93,7 +154,7 @@ def banner(box) -> None:
     demo = [a for a in box.cfg.agents if a.demo_password]
     if demo:
         lines.append("  Demo agents:    " + ", ".join(f"{a.id} / {a.demo_password}" for a in demo))
-    lines.append("  Admin TUI:      python run.py tui   (same --data / --config as this box)")
+    lines.append(f"  Admin TUI:      {tui}")
     for line in lines:
         log.info("%s", line)
     if demo and box.cfg.web.bind in ("0.0.0.0", "::", ""):
@@ -101,28 +162,49 @@ def banner(box) -> None:
                     "in branchline.toml (see docs/branchline.example.toml) before connecting this box to a LAN")
 
 
-def serve(cfg) -> int:
+def serve(cfg, args: argparse.Namespace) -> int:
     import uvloop
 
-    from appliance.app import run_box
+    from appliance.app import ListenError, run_box
 
-    take_lock(cfg.data_dir)
+    created = not cfg.data_dir.exists()
+    lock = take_lock(cfg.data_dir)
+    tui = tui_command(args)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_box(cfg, stop, on_ready=banner)
+        await run_box(cfg, stop, on_ready=lambda box: banner(box, tui))
 
     try:
         uvloop.run(main())
     except OSError as exc:
         log.error("cannot start: %s", exc)
-        if "address already in use" in str(exc).lower():
-            log.error("another program holds that port: stop it, or pick other ports with --sip-port / --web-port")
+        if isinstance(exc, ListenError):
+            log.error("%s", exc.hint)
+        if created and not holds_data(cfg.data_dir):
+            shutil.rmtree(cfg.data_dir)  # the lock goes with it; nobody else could have used the folder
+            log.info("removed %s: this start created it and nothing was stored in it", cfg.data_dir)
         return 1
+    finally:
+        os.close(lock)
     return 0
+
+
+def holds_data(data_dir: Path) -> bool:
+    """Whether anything was stored in ``data_dir``: call records, messages or recordings.
+
+    What a start writes before it serves (store metadata, an empty journal, the lock, ``run/``,
+    a self-signed TLS pair) is not data: the next start writes it again.
+    """
+    from appliance.storage.journal import JOURNAL_FILE
+
+    journal = data_dir / JOURNAL_FILE
+    if journal.exists() and journal.stat().st_size:
+        return True
+    return any(p.is_file() for top in ("shards", "recordings") for p in (data_dir / top).rglob("*"))
 
 
 def simulate(cfg, args: argparse.Namespace) -> int:
@@ -161,7 +243,7 @@ def main(argv: list[str]) -> int:
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     command = args.command or "serve"
     if command == "serve":
-        return serve(cfg)
+        return serve(cfg, args)
     if command == "backup":
         from appliance.storage import backup
 

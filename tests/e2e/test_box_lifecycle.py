@@ -1,11 +1,18 @@
 """The box as an operator meets it: it answers OPTIONS, survives bad SIP, and stops cleanly."""
 from __future__ import annotations
 
+import asyncio
+import shlex
+import socket
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_queue_raw_sip import ConsoleAgent, stored_calls
-from tests.support.box import running_box
+from tests.support.box import ROOT, START_TIMEOUT_S, running_box, write_config
 from tests.support.sip_raw import RawCaller, to_tag
 
 
@@ -133,3 +140,64 @@ async def test_agent_who_never_reconnects_ends_the_call(tmp_path: Path) -> None:
         finally:
             c.close()
             await agent.close()
+
+
+def held_port(kind: int) -> socket.socket:
+    """A socket holding an ephemeral loopback port, the way another program would."""
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen()
+    return sock
+
+
+def failed_start(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``run.py --config cfg args`` that is expected to give up at start."""
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), "--config", str(cfg), *args], check=False,
+                          capture_output=True, text=True, timeout=START_TIMEOUT_S, cwd=cfg.parent)
+
+
+# what holds the port, how the box is told to use it, and what the operator is told to change
+BIND_CASES = {
+    "sip-udp": (socket.SOCK_DGRAM, "", ["--sip-port", "{port}"], "SIP over UDP", "--sip-port or [sip] port"),
+    "sip-tcp": (socket.SOCK_STREAM, "", ["--sip-port", "{port}"], "SIP over TCP", "--sip-port or [sip] port"),
+    "sip-tls": (socket.SOCK_STREAM, 'transports = ["udp", "tcp", "tls"]\ntls_port = {port}', [], "SIP over TLS",
+                "[sip] tls_port"),
+    "web": (socket.SOCK_STREAM, "", ["--web-port", "{port}"], "agent console", "--web-port or [web] port"),
+}
+
+
+@pytest.mark.parametrize("case", BIND_CASES)
+def test_a_taken_port_is_named_with_the_setting_to_change(tmp_path: Path, case: str) -> None:
+    kind, sip_extra, args, what, change = BIND_CASES[case]
+    with held_port(kind) as blocker:
+        port = blocker.getsockname()[1]
+        cfg = write_config(tmp_path, sip_extra=sip_extra.format(port=port))
+        proc = failed_start(cfg, *(a.format(port=port) for a in args))
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot start: {what} cannot listen on 127.0.0.1:{port}: address already in use" in proc.stderr
+    assert f"holds port {port}: stop it, or pick another port with {change}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()  # this start created the data folder and stored nothing in it
+
+
+def test_a_failed_start_keeps_a_data_folder_it_did_not_create(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    with held_port(socket.SOCK_DGRAM) as blocker:
+        port = blocker.getsockname()[1]
+        proc = failed_start(write_config(tmp_path), "serve", "--sip-port", str(port))
+    assert proc.returncode == 1 and "SIP over UDP cannot listen" in proc.stderr
+    assert (tmp_path / "data" / "meta.json").exists()
+
+
+async def test_banner_prints_a_tui_command_that_runs_with_the_box_config(tmp_path: Path) -> None:
+    async with running_box(tmp_path) as box:
+        m = await box.wait_for_log(r"Admin TUI:\s+(.*)$")
+    words = shlex.split(m.group(1))
+    assert words[2:] == ["tui", "--config", str(tmp_path / "branchline.toml")]
+    in_venv = Path(sys.executable).parent.resolve().is_relative_to((ROOT / ".venv").resolve())
+    assert words[0] == (sys.executable if in_venv else "python3")  # the .venv one under make test
+    proc = await asyncio.create_subprocess_exec(*words, "--help", cwd=tmp_path, stdout=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(START_TIMEOUT_S):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0 and "usage: run.py tui" in out.decode()
