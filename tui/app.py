@@ -81,9 +81,10 @@ class BranchlineApp(App[int]):
         await self.client.close()
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            keys = [(b.key.split(",")[0], b.description) for b in getattr(self.screen, "BINDINGS", [])
-                    if isinstance(b, Binding) and b.show]
+        if not isinstance(self.screen, HelpScreen):  # the screen's keys that work now (escape only in a field)
+            screen = self.screen
+            keys = [(b.key.split(",")[0], b.description) for b in getattr(screen, "BINDINGS", [])
+                    if isinstance(b, Binding) and b.show and screen.check_action(b.action.split("(")[0], ()) is not False]
             self.push_screen(HelpScreen(getattr(self.screen, "HELP", ""), SCREENS_BY_KEY, keys))
 
     # --- the box ---------------------------------------------------------------------------

@@ -99,3 +99,8 @@ def make_app(rb: RunningBox) -> BranchlineApp:
 @pytest.mark.parametrize("mode", ["dashboard", "lines", "dialplan", "agents", "calls", "recordings", "logs", "sync", "help"])
 def test_screen(snap_compare, seeded_box: RunningBox, mode: str, size: tuple[int, int]) -> None:
     assert snap_compare(make_app(seeded_box), terminal_size=size, run_before=ready(mode))
+
+
+def test_lines_wide(snap_compare, seeded_box: RunningBox) -> None:
+    """The lines table grows with a wide terminal (the admin's 160-column window) instead of staying 34 wide."""
+    assert snap_compare(make_app(seeded_box), terminal_size=(160, 40), run_before=ready("lines"))

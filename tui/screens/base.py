@@ -17,11 +17,14 @@ class SiteScreen(Screen[None]):
     """A screen that shows (part of) the site; ``show_site`` runs on every change.
 
     Screens start with their main table focused so the number keys switch screens;
-    escape leaves a search field.
+    escape leaves a field. While a field has the focus it takes the printable keys (the
+    app's bindings are not priority bindings, so Textual lets the Input consume them and
+    drops them from the footer): digits are typed, not screen switches, and the footer
+    offers "esc Leave field" instead of "q Quit".
     """
 
     HELP = ""  # one paragraph for the help overlay
-    BINDINGS = [Binding("escape", "leave_field", "Leave field", show=False)]
+    BINDINGS = [Binding("escape", "leave_field", "Leave field")]
 
     @property
     def admin_app(self) -> "BranchlineApp":
@@ -40,6 +43,11 @@ class SiteScreen(Screen[None]):
             for inp in self.query(Input):
                 inp.cursor_blink = False
         self.action_leave_field()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":  # shown (and bound) only while a field has the focus
+            return isinstance(self.focused, Input)
+        return super().check_action(action, parameters)
 
     def action_leave_field(self) -> None:
         """Focus the screen's main view (its first table or log), away from any input."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.markup import escape
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Input, Static
 from textual_plotext import PlotextPlot
 
@@ -18,6 +19,8 @@ from tui.screens.forms import Field, FormScreen
 from tui.widgets.signal import dbm, signal_bars
 from tui.widgets.tables import SiteTable, fill, selected_key, state_text
 
+LINE_COLUMNS = ("Line", "Kind", "State", "Sig")
+MIN_LINE_CELLS = 6  # a line id shortened further than this ("gsm:…9") no longer tells lines apart
 ACTION_LABELS = {"enable": "enable", "disable": "disable", "reset": "reset", "test_sms": "test SMS", "ussd": "USSD"}
 
 
@@ -32,6 +35,43 @@ def line_details(line: s.LineView, clock: Any) -> str:
         ("Commands", ", ".join(ACTION_LABELS[c] for c in line.capabilities if c in ACTION_LABELS) or "none offered by this driver"),
     ]
     return "\n".join(f"[b]{k:<13}[/b]{v}" for k, v in rows)
+
+
+def shorten_id(line_id: str, cells: int) -> str:
+    """``line_id`` in at most ``cells`` characters, keeping its kind and the end that tells lines
+    apart: "gsm:356938035643809" -> "gsm:…5643809"."""
+    if len(line_id) <= cells:
+        return line_id
+    if cells < 3:
+        return line_id[:cells]
+    colon = line_id.find(":") + 1
+    head = line_id[:colon] if 0 < colon <= (cells - 1) // 2 else line_id[:(cells - 1) // 2]
+    return f"{head}…{line_id[len(line_id) - (cells - 1 - len(head)):]}"
+
+
+def fit_line_columns(cells: list[tuple[str, str, str, str]], width: int, padding: int = 1) -> tuple[tuple[str, ...], int]:
+    """The columns of the lines table, and the most characters a line id may take, so that the
+    rows (line id, kind, state, signal bars) fit ``width`` cells without cutting State or Sig.
+
+    Everything fits: all columns, ids whole. Otherwise Kind goes first (the id starts with the
+    kind: "gsm:...", "analog:0"), then line ids are shortened in the middle.
+    """
+    need = [max([len(label)] + [len(row[i]) for row in cells]) + 2 * padding for i, label in enumerate(LINE_COLUMNS)]
+    line, kind, state, sig = need
+    if width <= 0 or line + kind + state + sig <= width:
+        return LINE_COLUMNS, line - 2 * padding
+    without_kind = tuple(c for c in LINE_COLUMNS if c != "Kind")
+    return without_kind, max(MIN_LINE_CELLS, min(line, width - state - sig) - 2 * padding)
+
+
+class LinesTable(SiteTable):
+    """The lines table; tells its screen when its width changes so the columns are fitted again."""
+
+    class Resized(Message):
+        pass
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Resized())
 
 
 def rule_rewrite(rule: s.DialRuleView) -> str:
@@ -67,7 +107,9 @@ class LinesScreen(SiteScreen):
             "driver does not offer a command says so. p shows the outbound dial plan instead of the line "
             "details: its rules in order (the first that matches a number wins) and a field to test a "
             "number: it shows the rule that matches, the number the line is asked to dial and the lines "
-            "that would be tried, in order, with their state now. Nothing is dialled. p again goes back.")
+            "that would be tried, in order, with their state now. Nothing is dialled. p puts you in the "
+            "number field, where every key is typed (digits do not switch screens); escape goes back to the "
+            "lines table, and p from there goes back to the line details.")
     BINDINGS = [
         Binding("e", "line('enable')", "Enable"),
         Binding("d", "line('disable')", "Disable"),
@@ -81,7 +123,7 @@ class LinesScreen(SiteScreen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="lines-body"):
-            yield SiteTable(id="lines-table", cursor_type="row")
+            yield LinesTable(id="lines-table", cursor_type="row")
             with ContentSwitcher(initial="lines-side", id="lines-switch"):
                 with Vertical(id="lines-side"):
                     with VerticalScroll(id="line-detail-box"):
@@ -99,7 +141,7 @@ class LinesScreen(SiteScreen):
         super().on_mount()
         table = self.query_one("#lines-table", DataTable)
         table.border_title = "Lines"
-        table.add_columns("Line", "Kind", "State", "Sig")
+        table.add_columns(*LINE_COLUMNS)
         self.query_one("#line-detail-box").border_title = "Details"
         self.query_one("#line-plot").border_title = "Signal history"
         rules = self.query_one("#dp-rules", DataTable)
@@ -112,9 +154,26 @@ class LinesScreen(SiteScreen):
 
     def show_site(self, site: s.SiteSnapshot) -> None:
         table = self.query_one("#lines-table", DataTable)
-        fill(table, [(ln.line_id, (ln.line_id, ln.kind, state_text(ln.state), signal_bars(ln.signal) if ln.kind == "gsm" else ""))
-                     for ln in site.lines], empty="no lines")
+        cells = [(ln.line_id, ln.kind, state_text(ln.state), signal_bars(ln.signal) if ln.kind == "gsm" else "")
+                 for ln in site.lines]
+        columns, id_cells = fit_line_columns([(i, k, st.plain, sig) for i, k, st, sig in cells],
+                                             table.scrollable_content_region.width, table.cell_padding)
+        selected = None
+        if tuple(str(c.label) for c in table.columns.values()) != columns:  # Kind dropped or back
+            selected = selected_key(table)
+            table.clear(columns=True)
+            table.add_columns(*columns)
+            table._shown_rows = None  # type: ignore[attr-defined]  # new columns: fill all rows again
+        fill(table, [(line_id, (shorten_id(line_id, id_cells), *((kind,) if "Kind" in columns else ()), state, sig))
+                     for line_id, kind, state, sig in cells], empty="no lines")
+        if selected is not None and selected in table.rows:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
         self._show_selected()
+
+    @on(LinesTable.Resized)
+    def _fit_columns(self) -> None:
+        if self.admin_app.site is not None:
+            self.show_site(self.admin_app.site)
 
     def _selected(self) -> s.LineView | None:
         site = self.admin_app.site
