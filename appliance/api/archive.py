@@ -162,7 +162,7 @@ class Archive:
             pass
         except OSError as exc:
             return s.CommandResult(False, f"cannot delete {path.name}: {exc.strerror or exc}")
-        await store.save_call(replace(rec, recording_path=None, recording_s=None))
+        await store.recording_removed(rec.parent_call_id or rec.call_id)  # every part of a transferred call
         await self._audit("recording_deleted", cmd.call_id, actor, path=rec.recording_path or "", reason=reason)
         log.info("recording of call %s deleted by %s (%s)", cmd.call_id, actor, reason)
         return s.CommandResult(True, f"recording of {cmd.call_id} deleted")

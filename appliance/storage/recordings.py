@@ -132,10 +132,22 @@ def purge(engine: Engine, root: Path, cutoff: float, now: float) -> list[str]:
     return removed
 
 
-def unlink_from_call(engine: Engine, call_id: str, now: float) -> None:
-    doc = engine.get("call", call_id)
-    if doc is not None and doc.get("recording_path"):
-        engine.set_fields("call", call_id, {"recording_path": None, "recording_purged_at": now})
+MAX_CALL_PARTS = 100  # a call transferred more often than this is not a real call
+
+
+def unlink_from_call(engine: Engine, call_id: str, now: float) -> int:
+    """The recording file of ``call_id`` is gone: clear it on the call and on each later part of
+    the call (a transfer's parts ``<id>-2``, ``<id>-3`` ... share the file). Returns how many."""
+    cleared = 0
+    for n in range(1, MAX_CALL_PARTS + 1):
+        key = call_id if n == 1 else f"{call_id}-{n}"
+        doc = engine.get("call", key)
+        if doc is None:
+            break
+        if doc.get("recording_path"):
+            engine.set_fields("call", key, {"recording_path": None, "recording_purged_at": now})
+            cleared += 1
+    return cleared
 
 
 def find_recording(root: Path, rel: str | None) -> Path | None:

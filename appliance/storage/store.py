@@ -334,6 +334,12 @@ class Store:
 
         return sink_factory(self.encryption_key)
 
+    async def recording_removed(self, call_id: str) -> int:
+        """The recording of ``call_id`` (the first part's id) was deleted: no part names it any more."""
+        from appliance.storage.recordings import unlink_from_call
+
+        return await self._write(lambda e: unlink_from_call(e, call_id, time.time()))
+
     async def recording_for(self, call_id: str) -> Path | None:
         """The recording file of a call, if the call has one that still exists."""
         from appliance.storage.recordings import find_recording

@@ -128,3 +128,18 @@ async def test_encrypted_recording_without_key_is_reported_not_fatal(tmp_path: P
         assert marker_path(path).exists()  # kept for a later start with the key
     finally:
         await s.close()
+
+
+async def test_a_deleted_recording_is_cleared_on_every_part_of_a_transferred_call(store: Store) -> None:
+    from dataclasses import replace
+
+    rel = "2026/06/01/t1.wav"
+    parts = [replace(make_call("t1", recording_path=rel), parent_call_id="t1"),
+             replace(make_call("t1-2", recording_path=rel), segment=2, parent_call_id="t1"),
+             replace(make_call("t1-3", recording_path=rel), segment=3, parent_call_id="t1")]
+    other = make_call("t10", recording_path="2026/06/01/t10.wav")  # a call whose id merely starts alike
+    for rec in (*parts, other):
+        await store.save_call(rec)
+    assert await store.recording_removed("t1") == 3
+    assert [(await store.get_call(c)).recording_path for c in ("t1", "t1-2", "t1-3")] == [None, None, None]
+    assert (await store.get_call("t10")).recording_path == "2026/06/01/t10.wav"
