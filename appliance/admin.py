@@ -124,6 +124,7 @@ class Admin:
             if (err := await self._save(self.box.cfg.queues, agents)) is not None:
                 return s.CommandResult(False, err)
             self.box.remove_agent(cmd.agent_id)
+            await self.box.revoke_console(cmd.agent_id, "this agent was removed by the site admin")
             self.feed.publish(s.AgentRemoved(cmd.agent_id))
             log.info("agent %s deleted by %s", cmd.agent_id, actor)
             return s.CommandResult(True, f"agent {cmd.agent_id} deleted")
@@ -142,6 +143,7 @@ class Admin:
                 return s.PasswordResult(False, err)
             self.box.put_agent(agent)
             log.info("password of agent %s %s by %s", agent.id, "reset" if generated else "set", actor)
+            await self.box.revoke_console(agent.id, "your password was changed by the site admin")
             return s.PasswordResult(True, f"password of {agent.id} {'reset' if generated else 'set'}",
                                     password if generated else None)
 

@@ -125,6 +125,11 @@ class Box:
         if self.acd is not None:
             self.acd.remove_agent(agent_id)
 
+    async def revoke_console(self, agent_id: str, why: str) -> None:
+        """A changed password or a removed agent ends that agent's console log-in at once."""
+        if self.sessions is not None:
+            await self.sessions.revoke(agent_id, why)
+
     async def conversations(self, limit: int = 30) -> list[dict[str, Any]]:
         """Recent SMS conversations with their messages, newest first, for the console inbox."""
         assert self.store is not None

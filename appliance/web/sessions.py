@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 LOGIN_FAILURE_WINDOW_S = 300.0  # failed logins are counted over this window per source address
 LOGIN_FAILURE_LIMIT = 10  # then that address must wait for the window to pass
+WS_CLOSE_REVOKED = 4003  # the console shows the reason and the log-in form
 MEDIA_CLOSE_TIMEOUT_S = 5.0  # closing a peer connection (DTLS/ICE teardown) must not hang the console
 
 
@@ -70,6 +71,22 @@ class Sessions:
             del self._by_token[session.token]
         if self._by_agent.get(session.agent_id) is session:
             del self._by_agent[session.agent_id]
+
+    async def revoke(self, agent_id: str, why: str) -> bool:
+        """End the agent's console log-in now (password changed, agent deleted): its token stops
+        working and its pages are told why (WebSocket close 4003). A call in progress goes on
+        until the box notices the agent's audio is gone (the caller is held, then the call ends)."""
+        session = self._by_agent.get(agent_id)
+        if session is None:
+            return False
+        self.drop(session)
+        for ws in list(session.sockets):
+            await ws.close(code=WS_CLOSE_REVOKED, message=why.encode()[:120])
+        if session.media is not None:
+            media, session.media = session.media, None
+            await self.close_media(media)
+        log.info("console log-in of agent %s ended: %s", agent_id, why)
+        return True
 
     def all(self) -> list[AgentSession]:
         return list(self._by_agent.values())

@@ -118,6 +118,24 @@ async def test_password_reset_and_set_take_effect_immediately(running_box: Runni
     assert load_config(running_box.config_path).agents[0].check_password("alice-new-pw")
 
 
+async def test_a_password_change_ends_the_agents_open_console(running_box: RunningBox) -> None:
+    web = running_box.box.endpoints.web_url
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{web}api/login", json={"agent_id": "alice", "password": "alice-secret"}) as r:
+            token = (await r.json())["token"]
+        async with http.ws_connect(f"{web}api/ws?token={token}") as ws:
+            assert (await ws.receive_json(timeout=10))["type"] == "hello"
+            async with SocketClient(running_box.run_dir) as client:
+                assert (await client.set_password("alice", "alice-new-pw")).ok
+            async with asyncio.timeout(10):
+                while (msg := await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+                    pass  # state pushes before the close
+            assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4003
+            assert msg.extra == "your password was changed by the site admin"
+        async with http.get(f"{web}api/conversations", headers={"authorization": f"Bearer {token}"}) as r:
+            assert r.status == 401  # the old token no longer works
+
+
 async def test_edit_and_delete_agent(running_box: RunningBox) -> None:
     async with SocketClient(running_box.run_dir) as client:
         stream = client.events()

@@ -1,11 +1,13 @@
 """The agent console across a box restart: the page notices that its log-in is gone and asks
-for a new one (it used to sit "offline" for good), and a new log-in works."""
+for a new one (it used to sit "offline" for good), and a new log-in works; a password set by
+the site admin ends the open console at once, with the reason."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from appliance.api.client import SocketClient
 from tests.support.box import running_box
 from tests.support.browser import launch_chromium, write_tone_wav
 from tests.support.softphone import free_tcp_port
@@ -41,4 +43,9 @@ async def test_a_box_restart_sends_the_agent_back_to_the_login_form(tmp_path: Pa
             await page.wait_for_selector("#audio-status[data-state=connected]", timeout=UI_TIMEOUT_MS)
             await page.click("#btn-available")
             await page.wait_for_selector("#state[data-state=available]", timeout=UI_TIMEOUT_MS)
+            async with SocketClient(box.data_dir / "run") as api:  # the site admin sets a new password
+                assert (await api.set_password("alice", "alice-new-pw")).ok
+            await page.wait_for_selector("#login-view:not([hidden])", timeout=UI_TIMEOUT_MS)
+            assert (await page.text_content("#login-error") or "") == (
+                "your password was changed by the site admin. Please log in again.")
             assert await box.stop() == 0

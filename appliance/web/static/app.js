@@ -43,6 +43,11 @@ function connectSocket() {
   ws.onclose = (ev) => {
     $("conn").textContent = "offline"; $("conn").classList.remove("online");
     if (ev.code === 4001) { error("You logged in somewhere else."); return; }
+    if (ev.code === 4003) {  // the site admin changed the password or removed the agent
+      endSession();
+      $("login-error").textContent = (ev.reason || "your log-in was ended") + ". Please log in again.";
+      return;
+    }
     if (bl.token) setTimeout(reconnectOrLogIn, RECONNECT_DELAY_MS);
   };
 }
