@@ -36,6 +36,7 @@ from media.frames import LegAudio
 log = logging.getLogger(__name__)
 
 PHONE_HANGUP_TIMEOUT_S = 5.0  # a LAN phone answers a BYE/CANCEL in milliseconds; then we give up on it
+PHONE_DOWN_PAUSE = "desk phone not reachable"  # the pause reason when an offer cannot ring the phone
 PHONE_RING_TIMEOUT_S = 30.0  # click-to-dial: the agent's own phone must be picked up within this
 TRANSFER_BYE_GRACE_S = 2.0  # after a REFER succeeds the phone sends its BYE (RFC 5589) within ms; then we do
 
@@ -58,6 +59,7 @@ class PhoneLine(Protocol):
     """The SIP line's desk-phone side (drivers.sip.line.SipLine)."""
 
     def bindings(self, extension: str) -> tuple: ...
+    def reachable(self, extension: str) -> bool | None: ...  # False: every registered phone stopped answering
     async def dial_extension(self, extension: str, caller: CallerId | None = None) -> OutboundCall: ...
 
 
@@ -136,6 +138,9 @@ class AgentDevices:
             return "SIP is not running on this box"
         if not line.bindings(extension):
             return f"your desk phone (extension {extension}) is not registered: check that it is on and signed in"
+        if line.reachable(extension) is False:
+            return (f"your desk phone (extension {extension}) is not reachable: it is registered but does not answer; "
+                    "check that it is on and connected to the network")
         return None
 
     def ready_problem(self, agent_id: str) -> str | None:
@@ -252,7 +257,11 @@ class AgentDevices:
         try:
             call = await line.dial_extension(extension, CallerId(offer.caller_number, offer.customer_name or offer.caller_name))
         except DialFailed as exc:
-            log.warning("agent %s: cannot ring desk phone %s: %s", agent_id, extension, exc)
+            # the phone went away (unregistered, not answering OPTIONS) since the agent went
+            # available: offering again would fail again, so the caller moves on and the agent pauses
+            log.warning("agent %s: cannot ring desk phone %s: %s; pausing the agent", agent_id, extension, exc)
+            with contextlib.suppress(AcdError):
+                self._acd.pause(agent_id, PHONE_DOWN_PAUSE)
             return
         entry = _PhoneLeg(call, offer.call_id)
         self._legs[agent_id] = entry

@@ -334,6 +334,7 @@ class Box:
                 auth_algorithms=cfg.sip.auth_algorithms,
                 register_min_expires=cfg.sip.register_min_expires,
                 register_max_expires=cfg.sip.register_max_expires,
+                qualify_s=cfg.sip.qualify_s,
                 guard=cfg.sip.guard,
                 rate_limit_per_s=cfg.sip.rate_limit_per_s,
                 rate_limit_burst=cfg.sip.rate_limit_burst,

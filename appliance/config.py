@@ -42,6 +42,7 @@ class SipConfig:
     auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     register_min_expires: int = 60
     register_max_expires: int = 3600
+    qualify_s: float = 25.0  # OPTIONS to desk phones registered over UDP (NAT keepalive, reachability); 0 = off
     guard: bool = True  # rate limits and scanner bans
     rate_limit_per_s: float = 100.0
     rate_limit_burst: int = 200
@@ -240,6 +241,8 @@ def parse_config(raw: dict[str, Any]) -> BoxConfig:
     sip = _section(raw, "sip", SipConfig)
     if not (0 <= sip.port <= 65535):
         raise ConfigError(f"[sip] port {sip.port} is out of range")
+    if sip.qualify_s < 0 or 0 < sip.qualify_s < 5:
+        raise ConfigError(f"[sip] qualify_s {sip.qualify_s} must be 0 (off) or at least 5 seconds")
     if not (1024 <= sip.rtp_port_min and sip.rtp_port_min + 2 <= sip.rtp_port_max <= 65535):
         raise ConfigError(f"[sip] rtp_port_min {sip.rtp_port_min} .. rtp_port_max {sip.rtp_port_max} is not a usable "
                           "range: 1024 <= min, min + 2 <= max <= 65535 (each call takes an even port)")

@@ -44,6 +44,7 @@ class SipLineConfig:
     register_min_expires: int = 60
     register_max_expires: int = 3600
     register_default_expires: int = 3600
+    qualify_s: float = 25.0  # OPTIONS to each UDP phone this often (keeps its NAT open, finds it dead); 0: off
     # --- outbound registration to a SIP trunk (on when ``trunk_registrar`` is set) ---
     trunk_registrar: str = ""  # "host:port" of the provider's registrar (UDP)
     trunk_username: str = ""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 from dataclasses import dataclass
 
 from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, IncomingCallHandler
@@ -24,11 +23,12 @@ from drivers.sip.uri import is_digits
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.message import SipRequest
 from drivers.sip.outgoing import Destination, OutgoingSipCall
+from drivers.sip.qualify import Qualifier, Reachability
 from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
 from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
-from drivers.sip.transport import Connection, SipTransports
+from drivers.sip.transport import Connection, SipTransports, route_source_ip
 from drivers.sip.trunk import TrunkConfig, TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
@@ -49,17 +49,6 @@ class SipLineStatistics:
     rejected_messages: int
 
 
-def _route_source_ip(peer_ip: str) -> str:
-    """The local address the kernel would use to reach ``peer_ip`` (no packet is sent)."""
-    family = socket.AF_INET6 if ":" in peer_ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect((peer_ip, 9))
-            return probe.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"
-
-
 class SipLine:
     def __init__(self, config: SipLineConfig, handler: IncomingCallHandler) -> None:
         self.config = config
@@ -73,6 +62,7 @@ class SipLine:
         self._accepting = False
         self._guard: SourceGuard | None = None
         self._registrar: Registrar | None = None
+        self._qualifier: Qualifier | None = None
         self._trunk: TrunkRegistration | None = None
 
     @property
@@ -106,6 +96,14 @@ class SipLine:
         if self._registrar is None or self._ua is None:
             return ()
         return self._registrar.location.bindings(extension, self._ua.now())
+
+    def reachability(self, binding: Binding) -> Reachability:
+        """Whether that phone answers (UDP: its last OPTIONS; TCP/TLS: its connection is open)."""
+        return self._qualifier.reachability(binding) if self._qualifier is not None else Reachability(None)
+
+    def reachable(self, extension: str) -> bool | None:
+        """True: a phone of ``extension`` answers; False: none does; None: not registered or not known yet."""
+        return self._qualifier.reachable(extension) if self._qualifier is not None else None
 
     @property
     def trunk(self) -> TrunkRegistration | None:
@@ -143,6 +141,9 @@ class SipLine:
         self._transports = SipTransports(cfg.host, cfg.port, self._ua.on_message, tcp=cfg.tcp,
                                          tls_context=tls_context, tls_port=cfg.tls_port)
         await self._transports.start()
+        if self._registrar is not None:
+            self._qualifier = Qualifier(self._ua, self._registrar.location, cfg.qualify_s, self._transports,
+                                        lambda conn: cfg.advertised_ip or self._local_ip_for(conn.peer[0]))
         self._accepting = True
         if self.config.trunk_registrar:
             self._trunk = self._build_trunk()
@@ -171,6 +172,8 @@ class SipLine:
         self._accepting = False
         if self._trunk is not None:
             await self._trunk.stop()
+        if self._qualifier is not None:
+            self._qualifier.stop()  # before waiting for BYEs: an OPTIONS in flight is not awaited
         for call in [*self._calls.values(), *self._outgoing]:
             await call.hangup(HangupCause.SHUTDOWN)
         tasks = list(self._tasks)
@@ -264,6 +267,8 @@ class SipLine:
             count = len(self._registrar.location.bindings(outcome.user, self._ua.now()))
             log.info("SIP extension %s: %d contact(s) registered (REGISTER from %s:%s)", outcome.user, count,
                      conn.peer[0], conn.peer[1])
+            if self._qualifier is not None:
+                self._qualifier.watch(outcome.user)
 
     def on_ack(self, request: SipRequest) -> None:
         call = self._calls.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
@@ -290,7 +295,7 @@ class SipLine:
     def _local_ip_for(self, peer_ip: str) -> str:
         if not self._wildcard(self.config.host):
             return self.config.host
-        return _route_source_ip(peer_ip)
+        return route_source_ip(peer_ip)
 
     def _local_contact(self, conn: Connection) -> tuple[str, str]:
         """Our address towards ``conn``'s peer and our Contact for that transport."""
@@ -328,7 +333,11 @@ class SipLine:
         bindings = self.bindings(extension)
         if not bindings:
             raise DialFailed(DialFailure.LINE_DOWN, f"extension {extension} is not registered")
-        binding = bindings[-1]  # sorted by expiry: the last one registered most recently
+        answering = [b for b in bindings if self.reachability(b).reachable is not False]
+        if not answering:
+            raise DialFailed(DialFailure.LINE_DOWN, f"extension {extension} is not reachable: "
+                                                    f"{self.reachability(bindings[-1]).reason}")
+        binding = answering[-1]  # sorted by expiry: the last one registered most recently
         if binding.transport == "udp":
             conn = self._transports.udp_connection(binding.source)
         else:

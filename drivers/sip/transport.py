@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Callable, Protocol
 
@@ -36,6 +37,17 @@ class Connection(Protocol):
 
 
 OnMessage = Callable[[bytes, Connection, bool], None]
+
+
+def route_source_ip(peer_ip: str) -> str:
+    """The local address the kernel would use to reach ``peer_ip`` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in peer_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((peer_ip, 9))
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
 
 
 class UdpConnection:

@@ -20,6 +20,7 @@ from drivers.sip.message import (
     parse_message,
     response_bytes,
 )
+from drivers.sip.stun import binding_response, is_stun
 from drivers.sip.transaction import (
     Action,
     AnswerRetransmitter,
@@ -216,6 +217,13 @@ class UserAgent:
         self._client_idle.clear()
         self.run(entry, core.start(self.now()))
 
+    def abandon_request(self, branch: str, method: str) -> None:
+        """Stop retransmitting a non-INVITE request and forget it (a late answer is then a stray):
+        for a caller that gives up before Timer F, such as a qualify OPTIONS."""
+        entry = self._client.get(client_key(branch, method))
+        if entry is not None:
+            self._forget(entry)
+
     def send_invite(self, request: SipRequest, data: bytes, conn: Connection,
                     on_response: Callable[[SipResponse | None], None]) -> None:
         """Send an INVITE (a re-INVITE in a dialog) through an INVITE client transaction.
@@ -254,6 +262,11 @@ class UserAgent:
     def on_message(self, data: bytes, conn: Connection, stream: bool) -> None:
         if self.guard is not None and not self.guard.admit(conn.peer[0], self.now()):
             return  # banned or over its rate: no answer at all
+        if not stream and is_stun(data):  # RFC 5626 §4.4.1 keepalive on the SIP port, never a malformed SIP message
+            answer = binding_response(data, conn.peer)
+            if answer is not None:
+                conn.send(answer)
+            return
         try:
             msg = parse_message(data, stream=stream)
         except SipParseError as err:

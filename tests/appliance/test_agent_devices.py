@@ -10,8 +10,13 @@ from appliance.acd.events import AgentChanged
 from appliance.acd.router import Acd, QueuedCall
 from appliance.agent_devices import AgentDevices, Device, DeviceError
 from appliance.hub import Hub
-from appliance.lines import CallerId, DialFailure, HangupCause
+from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause
+from drivers.sip import qualify
+from drivers.sip.line import SipLine, SipLineConfig
 from tests.appliance.test_outbound import FakeCall, FakeLeg
+from tests.drivers.sip.peer import SipPeer
+from tests.drivers.sip.test_line_security import USERS
+from tests.drivers.sip.test_qualify import answer, barrier, next_options, sign_in
 
 WAIT_S = 5.0
 
@@ -19,11 +24,17 @@ WAIT_S = 5.0
 class FakePhoneLine:
     def __init__(self) -> None:
         self.registered: set[str] = set()
+        self.unreachable: set[str] = set()  # registered, but no longer answering the line's OPTIONS
         self.calls: list[FakeCall] = []
         self.rung = asyncio.Event()
 
     def bindings(self, extension: str) -> tuple:
         return ("contact",) if extension in self.registered else ()
+
+    def reachable(self, extension: str) -> bool | None:
+        if extension not in self.registered:
+            return None
+        return extension not in self.unreachable
 
     async def dial_extension(self, extension: str, caller: CallerId | None = None) -> FakeCall:
         call = FakeCall(f"ext{extension}", extension, caller)
@@ -92,6 +103,51 @@ async def test_switching_to_the_phone_needs_a_configured_and_registered_extensio
     phone.registered.clear()
     assert "not registered" in devices.ready_problem("alice")
     await devices.stop()
+
+
+async def test_a_registered_phone_that_stopped_answering_cannot_take_calls() -> None:
+    _, _, phone, devices, _ = await setup()
+    phone.registered.add("201")
+    phone.unreachable.add("201")
+    with pytest.raises(DeviceError, match=r"extension 201\) is not reachable: it is registered but does not answer"):
+        devices.set_device("alice", "phone")
+    phone.unreachable.clear()
+    assert devices.set_device("alice", "phone") is Device.PHONE
+    phone.unreachable.add("201")  # it goes away while the agent is on the phone: not ready (no offers to it)
+    assert "not reachable" in devices.ready_problem("alice")
+    phone.unreachable.clear()
+    assert devices.ready_problem("alice") is None
+    await devices.stop()
+
+
+async def test_phone_problem_follows_the_real_sip_line_qualify(monkeypatch) -> None:
+    monkeypatch.setattr(qualify, "QUALIFY_TIMEOUT_S", 0.3)
+
+    async def no_calls(call) -> None:
+        raise AssertionError("no INVITE expected")
+
+    line = SipLine(SipLineConfig(host="127.0.0.1", port=0, rtp_port_range=None, users=USERS, qualify_s=0.5), no_calls)
+    await line.start()
+    desk = await SipPeer(("127.0.0.1", line.udp_port)).open()
+    acd = Acd(agents=[("alice", "Alice", ("q",))], queues=["q"], ring_timeout_s=5, wrapup_s=30,
+              pause_on_missed_offer=False, publish=Hub().topic("acd").publish)
+    devices = AgentDevices(acd, Hub().topic("acd"), Browser(), lambda: line, {"alice": "201"}.get)
+    try:
+        assert "not registered" in devices.phone_problem("alice")
+        await sign_in(desk)
+        assert devices.phone_problem("alice") is None  # registered, not asked yet
+        answer(desk, await next_options(desk))
+        await barrier(desk)
+        assert devices.phone_problem("alice") is None
+        await next_options(desk)  # the phone goes silent...
+        await next_options(desk)  # ...and this one is only sent once the previous one was given up
+        assert "not reachable" in devices.phone_problem("alice")
+        answer(desk, await next_options(desk))
+        await barrier(desk)
+        assert devices.phone_problem("alice") is None
+    finally:
+        desk.close()
+        await line.stop()
 
 
 async def test_offer_rings_the_phone_and_picking_up_answers_then_the_box_hangs_up() -> None:
@@ -229,4 +285,24 @@ async def test_the_phones_hold_key_holds_the_customer_until_it_resumes() -> None
     async with asyncio.timeout(WAIT_S):
         await devices.hung_up_event.wait()  # type: ignore[attr-defined]
     assert hung_up == ["alice"]
+    await devices.stop()
+
+
+async def test_a_phone_that_cannot_be_rung_pauses_the_agent_and_the_caller_moves_on() -> None:
+    hub, acd, phone, devices, hung_up = await setup()
+    phone.registered.add("201")
+    devices.set_device("alice", "phone")
+    acd.login("alice")
+    acd.set_available("alice")
+
+    async def dead_phone(extension: str, caller: CallerId | None = None) -> None:
+        raise DialFailed(DialFailure.LINE_DOWN, "extension 201 is not reachable: no answer to OPTIONS for 5 s")
+
+    phone.dial_extension = dead_phone  # type: ignore[method-assign]  # it stopped answering since
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    await wait_state(sub, "alice", AgentState.PAUSED)
+    snap = acd.snapshot("alice")
+    assert snap.pause_reason == "desk phone not reachable"
+    assert [c.call_id for c in acd.waiting("q")] == ["c1"]  # the caller waits for another agent
     await devices.stop()

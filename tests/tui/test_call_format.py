@@ -48,6 +48,8 @@ def test_agent_device_text() -> None:
     a = s.AgentView("alice", "Alice", "available", 1.0)
     assert device_text(a).plain == "browser"
     assert device_text(replace(a, phone="201", phone_problem="not registered")).plain == "browser (phone 201: not registered)"
+    unreachable = "your desk phone (extension 201) is not reachable: it is registered but does not answer"
+    assert device_text(replace(a, phone="201", phone_problem=unreachable)).plain == "browser (phone 201: not reachable)"
     assert device_text(replace(a, phone="201", device="phone")).plain == "desk phone 201 (registered)"
     assert device_text(replace(a, device="phone")).plain == "desk phone (none set)"
 

@@ -24,8 +24,12 @@ def device_text(a: s.AgentView) -> Text:
     """Where the agent takes calls, and whether its desk phone is registered."""
     if not a.phone:
         return Text("desk phone (none set)" if a.device == "phone" else "browser", style="red" if a.device == "phone" else "")
-    registered = a.phone_problem is None
-    state = Text("registered", style="green") if registered else Text("not registered", style="red")
+    if a.phone_problem is None:
+        state = Text("registered", style="green")
+    elif "not reachable" in a.phone_problem:  # registered, but no answer to the box's OPTIONS
+        state = Text("not reachable", style="red")
+    else:
+        state = Text("not registered", style="red")
     if a.device == "phone":
         return Text.assemble(f"desk phone {a.phone} (", state, ")")
     return Text.assemble("browser (phone ", a.phone, ": ", state, ")")

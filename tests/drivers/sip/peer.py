@@ -21,8 +21,10 @@ def offer_sdp(rtp_port: int, pts: str = "8 101", direction: str | None = None, i
 class _Proto(asyncio.DatagramProtocol):
     def __init__(self, queue: asyncio.Queue) -> None:
         self.queue = queue
+        self.last_sender: tuple[str, int] | None = None
 
     def datagram_received(self, data: bytes, addr) -> None:
+        self.last_sender = (addr[0], addr[1])
         if self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(data)
@@ -36,15 +38,21 @@ class SipPeer:
         self.local_host = local_host
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=200)
         self.transport: asyncio.DatagramTransport | None = None
+        self._proto: _Proto | None = None
         self.port = 0
         self.from_tag = secrets.token_hex(4)
 
     async def open(self) -> "SipPeer":
         loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(
+        self.transport, self._proto = await loop.create_datagram_endpoint(
             lambda: _Proto(self.queue), local_addr=(self.local_host, 0))
         self.port = self.transport.get_extra_info("sockname")[1]
         return self
+
+    @property
+    def last_sender(self) -> tuple[str, int] | None:
+        """Where the most recent datagram came from (the line's socket, for what it sends)."""
+        return self._proto.last_sender if self._proto is not None else None
 
     def close(self) -> None:
         if self.transport is not None:
