@@ -22,6 +22,8 @@ from appliance.lines import CallerId
 
 log = logging.getLogger(__name__)
 
+REOFFER_AFTER_DECLINE_S = 10.0  # when every ready agent has declined a call, offer it round again after this
+
 
 class AcdError(Exception):
     """A request the ACD refuses; the message is shown to the agent."""
@@ -41,6 +43,7 @@ class QueuedCall:
     first_offered_at: float | None = None
     offers: list[str] = field(default_factory=list)
     declined: set[str] = field(default_factory=set)
+    declined_at: float = 0.0  # when the last agent declined (rejected or let it ring out)
     customer_id: str | None = None
     customer_name: str | None = None
     history: tuple[HistoryItem, ...] = ()
@@ -298,17 +301,21 @@ class Acd:
             for call in calls:
                 if call.offered_to is not None:
                     continue
-                agent = self._pick_agent(queue_id, call)
-                if agent is None:
+                ready = [a for a in self._agents.values() if a.state is AgentState.AVAILABLE and queue_id in a.queues]
+                if not ready:
                     break  # FIFO: later calls in this queue wait behind this one
+                agent = self._pick_agent(call, ready)
+                if agent is None:
+                    continue  # every ready agent just declined this call: the next caller may go first
                 self._offer(call, agent)
 
-    def _pick_agent(self, queue_id: str, call: QueuedCall) -> Agent | None:
-        ready = [a for a in self._agents.values() if a.state is AgentState.AVAILABLE and queue_id in a.queues]
-        if not ready:
-            return None
+    def _pick_agent(self, call: QueuedCall, ready: list[Agent]) -> Agent | None:
         fresh = [a for a in ready if a.agent_id not in call.declined]
-        if not fresh:  # everyone has declined once: start a new round
+        if not fresh:  # everyone has declined once: a new round, but not at once (the same agent
+            wait = call.declined_at + REOFFER_AFTER_DECLINE_S - self._clock()  # would get it straight back)
+            if wait > 0:
+                asyncio.get_running_loop().call_later(wait, self._dispatch)
+                return None
             call.declined.clear()
             fresh = ready
         return min(fresh, key=lambda a: (a.idle_since or 0.0, a.agent_id))
@@ -362,6 +369,7 @@ class Acd:
         call = self._find(agent.call_id) if agent.call_id else None
         if call is not None and call.offered_to == agent.agent_id:
             call.declined.add(agent.agent_id)
+            call.declined_at = self._clock()
             self._clear_offer(call, reason)
 
     def _clear_offer(self, call: QueuedCall, reason: str) -> None:

@@ -182,6 +182,32 @@ async def test_reject_offers_next_agent_not_the_same_one() -> None:
     acd.close()
 
 
+async def test_a_lone_agent_who_rejects_is_not_offered_the_same_call_straight_back(monkeypatch) -> None:  # noqa: ANN001
+    from appliance.acd import router
+
+    monkeypatch.setattr(router, "REOFFER_AFTER_DECLINE_S", 0.3)
+    hub, clock = Hub(), Clock()
+    sub = hub.topic("acd").subscribe()
+    acd = make_acd(hub, clock)
+    go_available(acd, clock, "alice")
+    acd.enqueue(call("c1", clock.t))
+    acd.enqueue(call("c2", clock.t + 1))
+    assert (await next_of(sub, OfferMade)).call_id == "c1"
+    acd.reject("alice", "c1")
+    second = await next_of(sub, OfferMade)  # the next caller goes first, not c1 again
+    assert (second.agent_id, second.call_id) == ("alice", "c2")
+    acd.reject("alice", "c2")
+    clock.t += 0.1
+    assert acd.snapshot("alice").state is AgentState.AVAILABLE
+    with pytest.raises(TimeoutError):  # nothing is offered within the cooldown
+        async with asyncio.timeout(0.1):
+            await next_of(sub, OfferMade)
+    clock.t += 1.0  # the cooldown has passed: a new round
+    again = await next_of(sub, OfferMade)
+    assert (again.agent_id, again.call_id) == ("alice", "c1")
+    acd.close()
+
+
 async def test_invalid_transitions_are_refused() -> None:
     hub, clock = Hub(), Clock()
     acd = make_acd(hub, clock)

@@ -190,7 +190,10 @@ async def test_declining_on_the_phone_rejects_the_offer_and_it_moves_on() -> Non
     await devices.stop()
 
 
-async def test_ring_timeout_cancels_the_phone_and_handset_down_ends_the_call() -> None:
+async def test_ring_timeout_cancels_the_phone_and_handset_down_ends_the_call(monkeypatch) -> None:  # noqa: ANN001
+    from appliance.acd import router
+
+    monkeypatch.setattr(router, "REOFFER_AFTER_DECLINE_S", 0.2)  # the second round comes sooner
     hub, acd, phone, devices, hung_up = await setup(ring=0.3)
     phone.registered.add("201")
     devices.set_device("alice", "phone")
