@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 import time
+import weakref
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from media.bridge import Bridge
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 KEYS = re.compile(r"[0-9*#A-D]{1,32}")
 KEY_SEND_TIMEOUT_S = 5.0  # one digit takes ~100 ms on the wire; a line that takes longer is stuck
+INTER_KEY_GAP_S = 0.06  # pacing between two digits: far-end detectors want a pause (Q.24: >= 40 ms)
 LINE_HOLD_TIMEOUT_S = 40.0  # a SIP re-INVITE gives up after 32 s (Timer B); the modem lines answer at once
 
 
@@ -137,6 +139,11 @@ class CallerHold:
                          "hold" if want else "resume", "music" if want else "agent")
 
 
+# one lock per line: keys pressed quickly (each click is its own command) queue up behind the
+# digit on the wire instead of being refused while it plays
+_KEY_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 async def send_keys(line: Any, digits: str, name: str) -> None:
     """Send ``digits`` to the customer's line as DTMF, one after another. ControlError if it cannot."""
     if not KEYS.fullmatch(digits):
@@ -144,7 +151,15 @@ async def send_keys(line: Any, digits: str, name: str) -> None:
     send = getattr(line, "send_dtmf", None)
     if send is None:
         raise ControlError("this line cannot send keys")
-    for digit in digits:
+    lock = _KEY_LOCKS.setdefault(line, asyncio.Lock())
+    async with lock:
+        await _send_in_turn(send, digits, name)
+
+
+async def _send_in_turn(send: Callable[[str], Any], digits: str, name: str) -> None:
+    for index, digit in enumerate(digits):
+        if index:
+            await asyncio.sleep(INTER_KEY_GAP_S)
         try:
             async with asyncio.timeout(KEY_SEND_TIMEOUT_S):
                 ok = await send(digit)

@@ -294,6 +294,8 @@ class Conversation:
         self._stop_watch()
         if seg is None:
             return None
+        if self.lc.agent_id == seg.agent_id:  # the call is nobody's until the next party takes it: the
+            self.lc.agent_id = self.lc.agent_name = None  # agent's console gets no more updates for it
         rec = segment_record(self.base, seg, ended_at=time.time(), cause=cause, transfer=transfer,
                              transferred_to=transferred_to, dtmf=self._dtmf(), **self.hold.take_fields())
         self.svc.save_later(rec)

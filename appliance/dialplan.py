@@ -92,6 +92,11 @@ def normalise(number: str) -> str:
     cleaned = _SEPARATORS.sub("", _TRUNK_PREFIX.sub("", number or "", count=1))
     if not DIALLABLE.fullmatch(cleaned):
         raise DialFailed(DialFailure.REJECTED, f"{number!r} is not a number that can be dialled")
+    if "#" in cleaned or cleaned.startswith("*"):
+        # on a GSM modem ATD*21*...# sets call forwarding, *#06# reads the IMEI: a service code
+        # changes the SIM's settings instead of calling anyone (keys during a call use the keypad)
+        raise DialFailed(DialFailure.REJECTED, f"{number!r} is a service code, not a number: it cannot be dialled "
+                                               "from the box (use the keypad during a call for menu keys)")
     return cleaned
 
 

@@ -73,6 +73,7 @@ async def command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.W
             if session.media is not None:
                 await deps.sessions.close_media(session.media)
                 session.media = None
+            return {"type": "logged_out"}  # only now does the page leave (a refused log-out keeps the call)
         elif op == "sms_reply":
             if deps.messages is None:
                 return {"type": "error", "message": "SMS is not available on this box"}

@@ -130,7 +130,7 @@ async def test_a_password_change_ends_the_agents_open_console(running_box: Runni
             async with asyncio.timeout(10):
                 while (msg := await ws.receive()).type is aiohttp.WSMsgType.TEXT:
                     pass  # state pushes before the close
-            assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4003
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 4003  # the close frame's code
             assert msg.extra == "your password was changed by the site admin"
         async with http.get(f"{web}api/conversations", headers={"authorization": f"Bearer {token}"}) as r:
             assert r.status == 401  # the old token no longer works

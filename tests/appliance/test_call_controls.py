@@ -204,3 +204,48 @@ async def test_a_failing_line_does_not_break_hold() -> None:
         await asyncio.wait(list(hold._tasks))
     assert bridge.on_hold and hold.held  # the caller hears music all the same
     await hold.close()
+
+
+async def test_after_a_blind_transfer_the_first_agent_gets_no_more_updates_of_the_call(site: Site) -> None:
+    from appliance.call_events import CallUpdate
+
+    from appliance.acd.agent import AgentState
+    from appliance.acd.events import AgentChanged
+
+    call = await holding_call(site)
+    site.available("bob")
+    site.center.transfer("alice", "h1", ToAgent("bob"))
+    await site.until(lambda: site.offers("bob") != [], "bob offered")
+    site.acd.accept("bob", "h1-2")
+    await site.until(lambda: site.bridged(call) is site.audio.legs["bob"], "bob bridged")
+    call.leaves()
+    await site.record("h1-2")
+    wrap_up = next(i for i, e in enumerate(site.events) if isinstance(e, AgentChanged)
+                   and e.agent.agent_id == "alice" and e.agent.state is AgentState.WRAP_UP)
+    later = [e.call for e in site.events[wrap_up:] if isinstance(e, CallUpdate)]
+    assert later and all(c.agent_id != "alice" for c in later)  # no ghost call panel in alice's console
+
+
+async def test_keys_pressed_quickly_queue_up_instead_of_being_refused() -> None:
+    class Rtp:
+        """Refuses a digit while the previous one is still on the wire, as RtpSession.send_dtmf does."""
+
+        def __init__(self) -> None:
+            self.busy = False
+            self.sent: list[str] = []
+
+        async def send_dtmf(self, digit: str) -> bool:
+            if self.busy:
+                return False
+            self.busy = True
+            try:
+                await asyncio.sleep(0.02)  # the event's packets being paced out
+            finally:
+                self.busy = False
+            self.sent.append(digit)
+            return True
+
+    line = Rtp()
+    async with asyncio.timeout(WAIT_S):  # four clicks, four commands, all at once
+        await asyncio.gather(*(send_keys(line, key, "test") for key in "123#"))
+    assert line.sent == ["1", "2", "3", "#"]

@@ -76,3 +76,18 @@ async def next_reply(ws) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         msg = await ws.receive_json(timeout=WAIT_S)
         if msg["type"] not in ("state", "agents"):
             return msg
+
+
+async def test_log_out_is_refused_during_a_call_and_confirmed_otherwise(console) -> None:
+    client, acd = console
+    token = (await (await login(client, "alice-pw")).json())["token"]
+    async with client.ws_connect(f"/api/ws?token={token}") as ws:
+        assert (await ws.receive_json(timeout=WAIT_S))["type"] == "hello"
+        acd.start_outbound("alice", "out-1")  # alice is on a call
+        await ws.send_json({"op": "logout"})
+        refused = await next_reply(ws)
+        assert refused["type"] == "error" and "hang up" in refused["message"]  # the page stays on the call
+        acd.call_ended("alice", "out-1", on_wrapup_done=lambda d: None)
+        acd.end_wrapup("alice", None)
+        await ws.send_json({"op": "logout"})
+        assert await next_reply(ws) == {"type": "logged_out"}

@@ -162,6 +162,9 @@ def test_normalise_removes_separators_and_refuses_letters() -> None:
     assert normalise("+41 (0) 44 668 18 00") == "+41446681800"
     assert normalise("+353 (0)1 234 5678") == "+35312345678"
     assert normalise("(020) 7946 0018") == "02079460018"  # a national number keeps its 0
+    for code in ("*21*07700900111#", "*#06#", "#31#07700900111", "*67 0123"):  # GSM/network service codes
+        with pytest.raises(DialFailed, match="service code"):
+            normalise(code)
     with pytest.raises(DialFailed) as err:
         normalise("call me")
     assert err.value.reason is DialFailure.REJECTED

@@ -2,10 +2,9 @@
 
 SIPp calls in and plays SIPp's g711a speech (looped, so it lasts through the transfer);
 two headless Chromium agents talk through fake microphones (Alice a 1 kHz tone, Bob
-600 Hz). Alice answers, consults Bob, Bob answers, Alice's page reloads (her console shows the consult
-again) and she completes; Bob then hangs up from
-his console and SIPp gets the box's BYE. Checked: the two stored segment records, each
-agent's own wrap-up, the queue statistics from the local API, the continuous recording
+600 Hz). Alice answers, consults Bob, Bob answers, Alice's page reloads (she stays logged in and
+her console shows the consult again) and she completes; Bob then hangs up from his console
+and SIPp gets the box's BYE. Checked: the two stored segment records, each agent's own wrap-up, the queue statistics from the local API, the continuous recording
 (left = caller throughout, right = 1 kHz then 600 Hz), and caller audio reaching Bob.
 """
 from __future__ import annotations
@@ -146,9 +145,11 @@ async def test_attended_transfer_alice_to_bob(tmp_path: Path) -> None:
             await alice.wait_for_selector("#consult-box[data-state=consulting]", timeout=UI_TIMEOUT_MS)
             await bob.wait_for_selector("#consulted:not([hidden])", timeout=UI_TIMEOUT_MS)
 
-            # Alice's page reloads mid-consult: logged in again, her console shows the consult again
-            await log_in(alice, box.web_url, "alice", "alice-pw", available=False)
+            # Alice's page reloads mid-consult: still logged in (this tab's session), her console
+            # shows the consult again
+            await alice.reload()
             await alice.wait_for_selector("#consult-box[data-state=consulting]", timeout=UI_TIMEOUT_MS)
+            assert await alice.is_hidden("#login-view")
             assert await alice.text_content("#call-caller") == "sipp"
             await alice.click("#btn-complete")
             await bob.wait_for_selector("#call:not([hidden])", timeout=UI_TIMEOUT_MS)

@@ -26,13 +26,29 @@ $("login-form").addEventListener("submit", async (ev) => {
   });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) { $("login-error").textContent = body.error || `login failed (${res.status})`; return; }
+  startSession(body);
+});
+
+// a page reload keeps the log-in: the token lives in this tab's sessionStorage (not across tabs)
+function startSession(body) {
   bl.token = body.token;
+  sessionStorage.setItem("branchline", JSON.stringify({token: body.token, name: body.name, agent_id: body.agent_id}));
   $("who").textContent = `${body.name} (${body.agent_id})`;
+  $("login-error").textContent = ""; error("");
   show("login-view", false); show("console-view", true);
   connectSocket();
   loadConversations();
   connectAudio().catch((e) => { setAudio("failed", "audio failed: " + e.message); });
-});
+}
+
+(async function resumeSession() {
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem("branchline") || "null"); } catch (e) { saved = null; }
+  if (!saved || !saved.token) return;
+  const res = await fetch("/api/conversations", {headers: {"authorization": "Bearer " + saved.token}}).catch(() => null);
+  if (res && res.ok) startSession(saved);
+  else sessionStorage.removeItem("branchline");  // the box restarted or the log-in ended
+})();
 
 function connectSocket() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
@@ -75,6 +91,9 @@ async function reconnectOrLogIn() {
 
 function endSession() {
   bl.token = null;
+  sessionStorage.removeItem("branchline");
+  error("");
+  $("conn").textContent = "offline"; $("conn").classList.remove("online");
   if (bl.pc) bl.pc.close();
   if (bl.stream) bl.stream.getTracks().forEach((t) => t.stop());
   bl.pc = null; bl.stream = null; bl.call = null; bl.offer = null;
@@ -164,6 +183,7 @@ function handle(msg) {
       break;
     case "call": renderCall(msg); break;
     case "error": error(msg.message); break;
+    case "logged_out": endSession(); break;
     case "sms": addMessage(msg); break;
   }
 }
@@ -189,6 +209,7 @@ function renderState(agent) {
   }
   if (agent.state !== "reserved") show("offer", false);
   if (agent.state !== "on_call") {
+    if (bl.call) { bl.call = null; setMuted(false); }  // the call is over for this agent (hang-up, transfer)
     show("call", false); clearInterval(bl.callTimer);
     show("consulted", false); show("consult-box", false); show("transfer-box", true);
   }
@@ -355,8 +376,8 @@ function setMuted(muted) {
 }
 $("btn-wrapup-done").onclick = () => send("wrapup", {disposition: $("disposition").value});
 $("btn-logout").onclick = () => {
-  send("logout");
-  endSession();
+  if (bl.ws && bl.ws.readyState === WebSocket.OPEN) send("logout");  // the page leaves on "logged_out"
+  else endSession();  // the box is gone anyway
 };
 
 // --- SMS inbox -------------------------------------------------------------------------
