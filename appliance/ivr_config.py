@@ -62,6 +62,9 @@ def parse_inbound(items: list[dict[str, Any]], queue_ids: set[str], menu_ids: se
             raise IvrConfigError(f"{label}: called {called!r} is not a valid regular expression ({exc})") from None
         if not isinstance(line, str):
             raise IvrConfigError(f'{label}: line must be a string such as "sip", "gsm:*" or "analog:0"')
+        if line and not _names_a_line_kind(line):
+            raise IvrConfigError(f'{label}: line {line!r} can match no line: start it with a kind ("sip", "gsm", '
+                                 '"analog"), e.g. "gsm", "gsm:*" or "analog:0"')
         targets = [k for k in ("queue", "menu") if k in item]
         if len(targets) != 1:
             raise IvrConfigError(f"{label} needs exactly one of queue = \"<queue id>\" or menu = \"<menu id>\"")
@@ -70,6 +73,17 @@ def parse_inbound(items: list[dict[str, Any]], queue_ids: set[str], menu_ids: se
                          queue_ids, menu_ids)
         rules.append(InboundRule(target, called, line, str(item.get("name", ""))))
     return tuple(rules)
+
+
+INBOUND_LINE_KINDS = ("sip", "gsm", "analog")  # the line ids calls arrive on: "sip", "gsm:<IMEI>", "analog:<n>"
+
+
+def _names_a_line_kind(pattern: str) -> bool:
+    """A typo such as "gsmm" would silently never match: the part before ":" must be a kind (or a glob)."""
+    kind = pattern.split(":", 1)[0]
+    if kind in INBOUND_LINE_KINDS:
+        return True
+    return any(ch in kind for ch in "*?[") and any(fnmatchcase(k, kind) for k in INBOUND_LINE_KINDS)
 
 
 def parse_menus(items: list[dict[str, Any]], queue_ids: set[str]) -> tuple[MenuConfig, ...]:

@@ -213,7 +213,7 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
             "transfer": _event_doc(agent_id, shown) if shown is not None else None,
             "type": "hello",
             "agent": _agent_doc(deps.acd.snapshot(agent_id)),
-            "dispositions": sorted({d for q in queues for d in q.dispositions}),
+            "dispositions": list(dict.fromkeys(d for q in queues for d in q.dispositions)),  # as configured
             "queues": [{"id": q.id, "name": q.name} for q in queues],
             "agents": [_agent_doc(a) for a in deps.acd.agents() if a.agent_id != agent_id],
             "transfer_queues": [{"id": q.id, "name": q.name} for q in deps.queues()] if deps.transfers else [],

@@ -101,6 +101,8 @@ def test_line_patterns(pattern: str, line_id: str, hit: bool) -> None:
     ("[[inbound]]\nname = 'gsm'\nmenu = 'nope'\n", "[[inbound]] rule 1 (gsm): menu names unknown menu 'nope' (menus: none"),
     ("[[inbound]]\ncalled = '('\nqueue = 'sales'\n", "called '(' is not a valid regular expression"),
     ("[[inbound]]\nline = 5\nqueue = 'sales'\n", "[[inbound]] rule 1: line must be a string"),
+    ("[[inbound]]\nline = 'gsmm'\nqueue = 'sales'\n", "[[inbound]] rule 1: line 'gsmm' can match no line"),
+    ("[[inbound]]\nline = 'trunk'\nqueue = 'sales'\n", "line 'trunk' can match no line: start it with a kind"),
     ("[[inbound]]\nqueue = 'sales'\ncaller = '1'\n", "[[inbound]] rule 1 has unknown key(s): caller"),
     ("[[menus]]\noptions = { '1' = 'queue:sales' }\n", "[[menus]] entry 1 needs an id"),
     ("[[menus]]\nid = 'm'\n", "menu m: options must be a table"),

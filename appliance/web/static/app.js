@@ -274,6 +274,7 @@ function renderCall(msg) {
   } else if (msg.state === "ended") {
     bl.call = null;
     setMuted(false);
+    error("");  // an error about that call ("this line cannot send keys") no longer applies
     show("call", false);
     clearInterval(bl.callTimer);
     addHistory(`Call with ${msg.caller || "withheld"} ended: ${msg.cause || ""}`);
