@@ -32,6 +32,17 @@ def port_number(text: str) -> int:
     return port
 
 
+def dtmf_keys(text: str) -> str:
+    """An argparse type: keys a caller can press, 0-9 * # A-D."""
+    from appliance.simulation import DTMF_DIGITS
+
+    keys = text.strip().upper()
+    bad = "".join(sorted(set(keys) - DTMF_DIGITS))
+    if not keys or bad:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DTMF keys (0-9, *, #, A-D)")
+    return keys
+
+
 def add_box_options(parser: argparse.ArgumentParser, default: object) -> None:
     """The options every command shares, before or after its name.
 
@@ -77,6 +88,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     s.add_argument("--from", dest="number", default="+447700900123")
     h = command(sim_sub, "hangup", "the caller on a simulated line hangs up")
     h.add_argument("line", choices=("gsm", "analog"))
+    k = command(sim_sub, "keys", "the caller on a simulated line presses keys (DTMF), e.g. to try an IVR menu")
+    k.add_argument("line", choices=("gsm", "analog"))
+    k.add_argument("digits", type=dtmf_keys, help="keys pressed one after another: 0-9, *, #, A-D (quote * and #)")
     e = command(sim_sub, "callee", "how the far end of calls the box places on a simulated line behaves")
     e.add_argument("line", choices=("gsm", "analog"))
     e.add_argument("outcome", choices=("answer", "busy", "no_answer", "unreachable"))
@@ -216,6 +230,8 @@ def simulate(cfg, args: argparse.Namespace) -> int:
     body = {"line": getattr(args, "line", "gsm"), "number": args.number if hasattr(args, "number") else None}
     if args.sim_command == "sms":
         body["text"] = args.text
+    if args.sim_command == "keys":
+        body["digits"] = args.digits
     if args.sim_command == "callee":
         body.update(outcome=args.outcome, answer_after_s=args.answer_after_s, hangup_after_s=args.hangup_after_s)
 

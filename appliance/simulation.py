@@ -1,8 +1,8 @@
 """Drive the built-in simulated modems of a running box: ring a line, deliver an SMS,
-hang up, and choose how the far end of calls the box dials behaves (answer / busy / no
-answer / unreachable, after how long, hang-up later). Used through the local API
-(``python run.py sim ...``) so a newcomer can watch a GSM call, an analog call and an SMS
-arrive -- and click-to-dial out -- without hardware."""
+hang up, press keys during a call (to try IVR menus), and choose how the far end of calls
+the box dials behaves (answer / busy / no answer / unreachable, after how long, hang-up
+later). Used through the local API (``python run.py sim ...``) so a newcomer can watch a
+GSM call, an analog call and an SMS arrive -- and click-to-dial out -- without hardware."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 RING_EVERY_S = 5.0  # GSM networks repeat RING about every 5 s until the call is answered
 RING_FOR_S = 60.0  # then the simulated caller gives up, as a real network would
+KEY_GAP_S = 0.3  # a person pressing keys one after another on a handset
+DTMF_DIGITS = frozenset("0123456789*#ABCD")  # the keys ``keys`` accepts (run.py and the local API check them too)
 
 
 class SimulationError(Exception):
@@ -24,6 +26,7 @@ class SimulationControl:
     def __init__(self, simulators: dict[str, Any]) -> None:
         self._sims = simulators
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keypads: dict[str, asyncio.Lock] = {}  # one caller's key presses at a time per line
         self._voice_loaded = False
 
     def available(self) -> list[str]:
@@ -95,6 +98,21 @@ class SimulationControl:
             sim.send_event("b")  # busy tone: the far end has gone
         return f"the caller on the simulated {kind} line hung up"
 
+    def keys(self, kind: str, digits: str) -> str:
+        """The caller on ``kind``'s answered call presses ``digits`` (0-9 * # A-D), ``KEY_GAP_S``
+        apart, in the bytes that line's modem reports them with (drivers.sim ``send_dtmf``)."""
+        digits = digits.strip().upper()
+        bad = "".join(sorted(set(digits) - DTMF_DIGITS))
+        if not digits or bad:
+            raise SimulationError(f"keys must be DTMF digits 0-9 * # A-D (got {bad or 'none'!r})")
+        sim = self._sim(kind)
+        if not self._in_call(kind, sim):
+            raise SimulationError(f"no simulated call on the {kind} line (ring it with 'sim call {kind}' "
+                                  "and let the box answer first)")
+        self._spawn(self._press(kind, sim, digits), f"sim-{kind}-keys")
+        log.info("simulated %s caller presses %s", kind, digits)
+        return f"the caller on the simulated {kind} line presses {digits}"
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -136,6 +154,23 @@ class SimulationControl:
             ringing.cancel()
             await asyncio.wait({ringing})
         log.info("simulated analog caller stops ringing (%s)", "answered" if answered else "gave up")
+
+    @staticmethod
+    def _in_call(kind: str, sim: Any) -> bool:
+        if kind == "gsm":
+            call = getattr(sim.model, "call", None)
+            return call is not None and call.state == "active"
+        return bool(sim.off_hook)
+
+    async def _press(self, kind: str, sim: Any, digits: str) -> None:
+        async with self._keypads.setdefault(kind, asyncio.Lock()):
+            for n, digit in enumerate(digits):
+                if n:
+                    await asyncio.sleep(KEY_GAP_S)  # the caller's pace, not synchronisation
+                if not self._in_call(kind, sim):
+                    log.info("simulated %s call ended: keys %s not pressed", kind, digits[n:])
+                    return
+                sim.send_dtmf(digit)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

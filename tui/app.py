@@ -14,6 +14,7 @@ from appliance.api import schema as s
 from appliance.api.client import ApiUnavailable
 from tui.clock import Clock
 from tui.screens.agents import AgentsScreen
+from tui.screens.base import SiteScreen
 from tui.screens.calls import CallsScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -118,10 +119,13 @@ class BranchlineApp(App[int]):
         if not self.connected:
             self.connected = True
             self.sub_title = f"branch {site.box.branch}"
-        show = getattr(self.screen, "show_site", None)
-        if show is not None:
-            try:
-                show(site)
-            except Exception as exc:  # a drawing bug must not drop the connection to the box
-                self.log.error("cannot draw", exc)
-                self.notify(f"display error: {exc}", severity="error")
+        screen = self.screen
+        if not isinstance(screen, SiteScreen):  # a dialog: the screen under it catches up when shown again
+            return
+        try:
+            screen.show_site(site)
+            if isinstance(event, s.SiteSnapshot) or (isinstance(event, s.CallChanged) and event.call.state == "ended"):
+                screen.records_changed()  # stored lists (calls, recordings) search again
+        except Exception as exc:  # a drawing bug must not drop the connection to the box
+            self.log.error("cannot draw", exc)
+            self.notify(f"display error: {exc}", severity="error")

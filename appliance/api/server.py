@@ -162,8 +162,8 @@ async def _send_logs(ws: web.WebSocketResponse, ring: LogRing, follower: Any, le
 
 
 async def _simulate(request: web.Request) -> web.Response:
-    """Drive the box's built-in simulated lines (demo and newcomers): call, sms, hangup."""
-    from appliance.simulation import SimulationError
+    """Drive the box's built-in simulated lines (demo and newcomers): call, sms, hangup, keys, callee."""
+    from appliance.simulation import DTMF_DIGITS, SimulationError
 
     control = getattr(request.app[ADMIN].box, "simulation", None)
     try:
@@ -181,6 +181,11 @@ async def _simulate(request: web.Request) -> web.Response:
             text = control.sms(str(number or "+447700900123"), str(body.get("text", "")))
         elif op == "hangup":
             text = control.hangup(line)
+        elif op == "keys":
+            digits = body.get("digits")
+            if not isinstance(digits, str) or not digits.strip() or set(digits.strip().upper()) - DTMF_DIGITS:
+                return _error(400, "digits must be a string of DTMF keys 0-9 * # A-D")
+            text = control.keys(line, digits)
         elif op == "callee":
             after, hang = body.get("answer_after_s"), body.get("hangup_after_s")
             if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in (after, hang)):
@@ -188,7 +193,7 @@ async def _simulate(request: web.Request) -> web.Response:
             text = control.callee(line, str(body.get("outcome", "answer")), answer_after_s=after,
                                   hangup_after_s=hang, number=str(number) if number else None)
         else:
-            return _error(404, f"unknown simulation {op!r}: use call, sms, hangup or callee")
+            return _error(404, f"unknown simulation {op!r}: use call, sms, hangup, keys or callee")
     except SimulationError as exc:
         return _error(409, str(exc))
     log.info("local API: simulation %s on %s by %s", op, line, _actor(request))

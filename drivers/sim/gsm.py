@@ -17,7 +17,8 @@ poll), the answer (``^CONN:1,0`` / ``VOICE CALL: BEGIN`` / stat 0 / ``^DSCI`` st
 busy / no answer / unreachable (``^CEND:1,0,104,<17|19|1>`` / ``BUSY`` / ``NO ANSWER``
 / ``NO CARRIER``, after ``^DSCI`` state 6 on Quectel), and an optional far-end hang-up; once the host has opened the PCM
 path the callee's tone streams on the audio pty. With no callee the test drives the
-call itself (``remote_answers``, ``caller_hangs_up``).
+call itself (``remote_answers``, ``caller_hangs_up``). ``send_dtmf`` is the far end pressing
+a key: the profile's DTMF URC, or for Huawei (none) the tone in the call audio.
 
 Tests drive it programmatically; ``script(command, chunks)`` makes the next reply to
 ``command`` (or to a PDU typed after ``> ``) exactly the given byte chunks, which is
@@ -40,6 +41,8 @@ from drivers.sim import callee as callee_mod
 from drivers.sim.callee import Outcome, SimCallee
 from drivers.sim.gsm_model import ModemModel, SimCall
 from drivers.sim.pty import PtyEndpoint
+from media.dtmf import DIGITS as DTMF_DIGITS
+from media.dtmf import dtmf_pcm
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class GsmSimulator:
         self.pcm_source: bytes = b""
         self.audio_streaming = False
         self.frames_sent = 0
+        self.inband = bytearray()  # key tones waiting to replace the caller's voice on the audio pty
         self.callee = callee  # the far end of outgoing calls; None: the test plays it by hand
         self.callees: dict[str, SimCallee] = {}  # per dialled number, overriding ``callee``
 
@@ -244,6 +248,7 @@ class GsmSimulator:
 
     def stop_audio(self) -> None:
         self.audio_streaming = False
+        self.inband.clear()
 
     async def _audio_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -253,6 +258,9 @@ class GsmSimulator:
         while self.audio_streaming and self.audio is not None and self.audio.is_open:
             off = (n * FRAME_BYTES) % max(len(src) - len(src) % FRAME_BYTES, FRAME_BYTES)
             frame = src[off : off + FRAME_BYTES].ljust(FRAME_BYTES, b"\x00")
+            if self.inband:  # a key is pressed: the tone replaces the voice, as on a handset
+                frame = bytes(self.inband[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
+                del self.inband[:FRAME_BYTES]
             self.audio.write(frame)
             self.frames_sent += 1
             n += 1
@@ -277,6 +285,20 @@ class GsmSimulator:
 
     def caller_hangs_up(self) -> None:
         self.send(self.model.remote_hangup())
+
+    def send_dtmf(self, digit: str) -> None:
+        """The far end presses ``digit`` during the answered call, reported the profile's way:
+        its DTMF URC on the AT port, or (Huawei: no URC) the tone pair in the call audio,
+        ``media.dtmf.dtmf_pcm`` (100 ms tone, 100 ms pause) in place of the caller's voice."""
+        digit = digit.upper()
+        if len(digit) != 1 or digit not in DTMF_DIGITS:
+            raise ValueError(f"not a DTMF digit: {digit!r}")
+        if self.model.call is None or self.model.call.state != "active":
+            raise ValueError("no answered call to press a key in")
+        if self.profile.dtmf_urc is None:
+            self.inband += dtmf_pcm(digit)
+        else:
+            self.send(self.model.dtmf_urc(digit))
 
     def remote_answers(self) -> None:
         self.send(self.model.remote_answer())

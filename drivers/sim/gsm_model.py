@@ -360,6 +360,15 @@ class ModemModel:
     def remote_hangup(self) -> bytes:
         return self._ended(local=False)
 
+    def dtmf_urc(self, digit: str) -> bytes:
+        """The far end pressed ``digit``: the profile's DTMF URC (modems.md A.8), e.g. SIMCom
+        ``+RXDTMF: 5``, Quectel ``+QTONEDET: 53`` (the ASCII code), others ``+DTMF: 5``.
+        Empty for a profile without one (Huawei): the tone is only in the call audio."""
+        head = self.sim.profile.dtmf_urc
+        if head is None:
+            return b""
+        return line(f"{head} {ord(digit)}" if head == "+QTONEDET:" else f"{head} {digit}")
+
     def _ended(self, *, local: bool) -> bytes:
         c, self.call = self.call, None
         self.sim.stop_audio()

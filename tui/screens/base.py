@@ -3,14 +3,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from textual import on
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input
 
 from appliance.api import schema as s
 
 if TYPE_CHECKING:
     from tui.app import BranchlineApp
+
+RECORD_SAVE_GRACE_S = 1.0  # the box announces a call's end just before it stores the record: look again after this
 
 
 class SiteScreen(Screen[None]):
@@ -61,3 +65,33 @@ class SiteScreen(Screen[None]):
 
     def show_site(self, site: s.SiteSnapshot) -> None:
         """Override: redraw from ``site``."""
+
+    def records_changed(self) -> None:
+        """Override: stored records may have changed (a call ended, or a fresh snapshot after a reconnect)."""
+
+
+class StoredListScreen(SiteScreen):
+    """A screen listing stored records from a search (calls, recordings), not from the live site.
+
+    The list is searched again, with the filters as typed, whenever the screen is shown again
+    (switching back to it, or closing a dialog over it), when a call ends, and on enter in a
+    search field; the table keeps the selected row when it is still listed.
+    """
+
+    _settle: Timer | None = None
+
+    def search(self) -> None:
+        """Override: run the screen's search (a worker) and fill its table."""
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.search()
+
+    def on_screen_resume(self) -> None:
+        self.search()
+
+    def records_changed(self) -> None:
+        self.search()
+        if self._settle is not None:
+            self._settle.stop()
+        self._settle = self.set_timer(RECORD_SAVE_GRACE_S, self.search, name="records-settle")

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from appliance.api import schema as s
 from tui.call_format import direction, record_number, record_outcome, record_party, record_transfer
 from tui.clock import duration
-from tui.screens.base import SiteScreen
+from tui.screens.base import StoredListScreen
 from tui.screens.forms import MessageScreen
 from tui.widgets.tables import SiteTable, fill, selected_key
 
@@ -89,10 +89,12 @@ class CallDetailScreen(ModalScreen[None]):
         self.query_one("#message-box").border_title = "Call record (escape closes)"
 
 
-class CallsScreen(SiteScreen):
+class CallsScreen(StoredListScreen):
     HELP = ("Search the stored call records, received (in) and placed by agents (out): dates as YYYY-MM-DD "
             "(either may be empty), part of a phone number (caller or number dialled), or an agent id; enter "
-            "searches. An outbound call that was not answered shows why (busy, no answer, line down). A "
+            "searches, escape leaves the field (then the number keys switch screens again). The list is "
+            "searched again when you come back to this screen and when a call ends. An outbound call that "
+            "was not answered shows why (busy, no answer, line down). A "
             "transferred call has one row per agent, grouped under the first (└ part 2 ...), with where "
             "each part came from and went to. Enter on a result opens the record with its call path, "
             "disposition and any SMS with that number. m lists the SMS conversation with the number in "
@@ -124,10 +126,6 @@ class CallsScreen(SiteScreen):
         v = {name: self.query_one(f"#q-{name}", Input).value.strip() for name in ("from", "to", "number", "agent")}
         return s.CallQuery(date_from=v["from"] or None, date_to=v["to"] or None, number=v["number"] or None,
                            agent_id=v["agent"] or None)
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.search()
 
     @work(exclusive=True, exit_on_error=False, group="calls-search")
     async def search(self) -> None:

@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Input
 from appliance.api import schema as s
 from tui.call_format import record_number, record_party
 from tui.clock import duration
-from tui.screens.base import SiteScreen
+from tui.screens.base import StoredListScreen
 from tui.screens.forms import Field, FormScreen
 from tui.widgets.tables import SiteTable, fill, selected_key
 
@@ -76,11 +76,12 @@ def recording_rows(files: tuple[s.RecordingView, ...], calls: tuple[s.CallRecord
     return rows
 
 
-class RecordingsScreen(SiteScreen):
+class RecordingsScreen(StoredListScreen):
     HELP = ("Search recordings by date (YYYY-MM-DD) and number (the caller's, or the number dialled for an "
-            "outbound call). A call transferred between agents has one recording: one row lists its "
-            "agents in order (alice → bob). x exports the selected recording to a "
-            "file on the box (decrypted when the box encrypts recordings); d deletes it after you "
+            "outbound call); enter searches, escape leaves the field. The list is searched again when you "
+            "come back to this screen and when a call ends. A call transferred between agents has one "
+            "recording: one row lists its agents in order (alice → bob). x exports the selected recording "
+            "to a file on the box (decrypted when the box encrypts recordings); d deletes it after you "
             "confirm and give a reason, which the box keeps in its audit trail.")
     BINDINGS = [
         Binding("x", "export", "Export"),
@@ -106,10 +107,6 @@ class RecordingsScreen(SiteScreen):
 
     def action_focus_search(self) -> None:
         self.query_one("#r-from", Input).focus()
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.search()
 
     @work(exclusive=True, exit_on_error=False, group="rec-search")
     async def search(self) -> None:
