@@ -335,6 +335,7 @@ class Box:
                 register_min_expires=cfg.sip.register_min_expires,
                 register_max_expires=cfg.sip.register_max_expires,
                 qualify_s=cfg.sip.qualify_s,
+                bindings_file=str(self.run_dir() / "sip-bindings.json"),
                 guard=cfg.sip.guard,
                 rate_limit_per_s=cfg.sip.rate_limit_per_s,
                 rate_limit_burst=cfg.sip.rate_limit_burst,

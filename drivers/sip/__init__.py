@@ -25,5 +25,7 @@ asyncio shell:
     transfer.py     serving an in-dialog REFER: 202, NOTIFY 100 Trying, NOTIFY with the result
     inband.py       the call's audio leg for the bridge; in-band DTMF tones when RFC 4733 is not negotiated
     trunk.py        outbound registration to a SIP trunk, refresh and backoff
+    qualify.py      OPTIONS to registered UDP phones: NAT keepalive and reachability
+    bindings_file.py the registrations kept across restarts (atomic JSON file, coalesced writes)
     line.py         SipLine: what run.py starts
 """

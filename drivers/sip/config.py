@@ -45,6 +45,7 @@ class SipLineConfig:
     register_max_expires: int = 3600
     register_default_expires: int = 3600
     qualify_s: float = 25.0  # OPTIONS to each UDP phone this often (keeps its NAT open, finds it dead); 0: off
+    bindings_file: str = ""  # registrations kept across restarts (e.g. data_dir/run/sip-bindings.json); empty: memory
     # --- outbound registration to a SIP trunk (on when ``trunk_registrar`` is set) ---
     trunk_registrar: str = ""  # "host:port" of the provider's registrar (UDP)
     trunk_username: str = ""

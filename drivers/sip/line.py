@@ -14,12 +14,12 @@ import logging
 from dataclasses import dataclass
 
 from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, IncomingCallHandler
+from drivers.sip.bindings_file import BindingsFile
 from drivers.sip.call import SipCall
 from drivers.sip.config import SipLineConfig
 from drivers.sip.dialling import extension_destination, trunk_destination
 from drivers.sip.digest import DigestServer
 from drivers.sip.errors import SdpError, SipSyntaxError
-from drivers.sip.uri import is_digits
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.message import SipRequest
 from drivers.sip.outgoing import Destination, OutgoingSipCall
@@ -29,7 +29,7 @@ from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
 from drivers.sip.transport import Connection, SipTransports, route_source_ip
-from drivers.sip.trunk import TrunkConfig, TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus
+from drivers.sip.trunk import TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus, trunk_for_line
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
 
@@ -64,6 +64,7 @@ class SipLine:
         self._registrar: Registrar | None = None
         self._qualifier: Qualifier | None = None
         self._trunk: TrunkRegistration | None = None
+        self._bindings_file: BindingsFile | None = None
 
     @property
     def udp_port(self) -> int:
@@ -140,33 +141,23 @@ class SipLine:
             tls_context = server_context(resolve_files(cfg.tls_cert, cfg.tls_key, cfg.tls_dir, hosts))
         self._transports = SipTransports(cfg.host, cfg.port, self._ua.on_message, tcp=cfg.tcp,
                                          tls_context=tls_context, tls_port=cfg.tls_port)
+        restored: tuple[str, ...] = ()
+        if self._registrar is not None and cfg.bindings_file:  # loaded before any REGISTER can arrive
+            self._bindings_file = BindingsFile(cfg.bindings_file, self._registrar.location, self._ua.now,
+                                               dict(cfg.users), cfg.realm, cfg.register_max_expires, cfg.line_id)
+            restored = await self._bindings_file.load()
         await self._transports.start()
         if self._registrar is not None:
             self._qualifier = Qualifier(self._ua, self._registrar.location, cfg.qualify_s, self._transports,
                                         lambda conn: cfg.advertised_ip or self._local_ip_for(conn.peer[0]))
+            for aor in restored:  # know within seconds whether the restored UDP phones still answer
+                self._qualifier.watch(aor, at_once=True)
         self._accepting = True
         if self.config.trunk_registrar:
-            self._trunk = self._build_trunk()
+            assert self._transports is not None and self._ua is not None
+            self._trunk = trunk_for_line(cfg, self._ua, self._transports, self._local_ip_for)
             if self.config.trunk_register:
                 self._trunk.start()
-
-    def _build_trunk(self) -> TrunkRegistration:
-        cfg = self.config
-        host, _, port_text = cfg.trunk_registrar.rpartition(":")
-        if not host or not is_digits(port_text):
-            host, port_text = cfg.trunk_registrar, "5060"
-        assert self._transports is not None and self._ua is not None
-        conn = self._transports.udp_connection((host, int(port_text)))  # re-aimed at the resolved address
-        assert conn is not None
-        udp_port = self._transports.udp_port
-
-        def contact_hostport(registrar_ip: str) -> str:
-            local_ip = cfg.advertised_ip or self._local_ip_for(registrar_ip)
-            return f"[{local_ip}]:{udp_port}" if ":" in local_ip else f"{local_ip}:{udp_port}"
-
-        trunk = TrunkConfig(host, int(port_text), cfg.trunk_username, cfg.trunk_password,
-                            cfg.trunk_domain or host, cfg.trunk_expires)
-        return TrunkRegistration(self._ua, conn, trunk, contact_hostport)
 
     async def stop(self) -> None:
         self._accepting = False
@@ -192,6 +183,8 @@ class SipLine:
                 log.warning("SIP line: %d BYE(s) unanswered after %.1fs", ua.pending_client_transactions(),
                             STOP_BYE_WAIT_S)
             ua.close()
+        if self._bindings_file is not None:  # no REGISTER is handled any more: the final state
+            await self._bindings_file.close()
         if self._transports is not None:
             await self._transports.close()
         log.info("SIP line %s stopped", self.config.line_id)
@@ -269,6 +262,8 @@ class SipLine:
                      conn.peer[0], conn.peer[1])
             if self._qualifier is not None:
                 self._qualifier.watch(outcome.user)
+            if self._bindings_file is not None:
+                self._bindings_file.changed()
 
     def on_ack(self, request: SipRequest) -> None:
         call = self._calls.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))

@@ -8,7 +8,8 @@ with its round-trip time. No answer within ``QUALIFY_TIMEOUT_S`` makes it unreac
 transaction is then abandoned instead of retransmitting until Timer F (32 s). A change of
 reachability is logged once, never each ping. The first OPTIONS goes one interval after the
 registration (the 200 to its REGISTER has just gone through the phone's NAT), and at once
-when an unreachable phone registers again; until the first answer reachability is not known.
+when an unreachable phone registers again or its binding was restored at start (from the
+bindings file); until the first answer reachability is not known.
 
 A TCP/TLS binding gets no OPTIONS: the phone keeps its connection (and NAT) open with
 RFC 5626 CRLF pings, and the binding is reachable exactly while that connection is open.
@@ -99,8 +100,9 @@ class Qualifier:
             return False
         return None
 
-    def watch(self, aor: str) -> None:
-        """The extension's bindings changed (a REGISTER): qualify new ones now, forget removed ones."""
+    def watch(self, aor: str, *, at_once: bool = False) -> None:
+        """The extension's bindings changed (a REGISTER): qualify new ones, forget removed ones.
+        ``at_once``: the first OPTIONS goes now (bindings restored at start), not one interval later."""
         if self.interval_s <= 0:
             return
         live = {}
@@ -115,7 +117,8 @@ class Qualifier:
                 if probe is not None:
                     self._drop(key)
                 probe = self._probes[key] = _Probe(aor, binding.contact, binding.source)
-                self._schedule(probe, self._ua.now() + self.interval_s)  # its REGISTER just opened the NAT
+                # after a REGISTER its NAT mapping is fresh: one interval; a binding restored at start: now
+                self._schedule(probe, self._ua.now() + (0 if at_once else self.interval_s))
             elif probe.state.reachable is False and probe.branch is None:
                 self._schedule(probe, self._ua.now())  # it spoke to us again: check at once
 

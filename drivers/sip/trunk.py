@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
+from drivers.sip.config import SipLineConfig
 from drivers.sip.digest import authorization, pick_challenge
 from drivers.sip.headers import Headers
 from drivers.sip.message import SipResponse, serialize_request
-from drivers.sip.transport import Connection
+from drivers.sip.transport import Connection, SipTransports
 from drivers.sip.uri import is_digits, parse_name_addr
 from drivers.sip.useragent import UserAgent, new_branch, new_tag
 
@@ -278,3 +279,23 @@ class TrunkRegistration:
                 return int(expires)
         header = (response.headers.get("Expires") or "").strip()
         return int(header) if is_digits(header) else asked
+
+
+def trunk_for_line(cfg: SipLineConfig, ua: UserAgent, transports: SipTransports,
+                   local_ip_for: Callable[[str], str]) -> TrunkRegistration:
+    """The registration to ``cfg.trunk_registrar`` ("host:port", port 5060 if left out) from the line's
+    UDP socket; ``local_ip_for(registrar_ip)``: our address towards it (unless ``advertised_ip`` says)."""
+    host, _, port_text = cfg.trunk_registrar.rpartition(":")
+    if not host or not is_digits(port_text):
+        host, port_text = cfg.trunk_registrar, "5060"
+    conn = transports.udp_connection((host, int(port_text)))  # re-aimed at the resolved address
+    assert conn is not None
+    udp_port = transports.udp_port
+
+    def contact_hostport(registrar_ip: str) -> str:
+        local_ip = cfg.advertised_ip or local_ip_for(registrar_ip)
+        return f"[{local_ip}]:{udp_port}" if ":" in local_ip else f"{local_ip}:{udp_port}"
+
+    trunk = TrunkConfig(host, int(port_text), cfg.trunk_username, cfg.trunk_password,
+                        cfg.trunk_domain or host, cfg.trunk_expires)
+    return TrunkRegistration(ua, conn, trunk, contact_hostport)
