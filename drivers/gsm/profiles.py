@@ -104,6 +104,7 @@ QUECTEL = replace(
     audio_off=("AT+QPCMV=0",),
     has_audio_port=True,
     dtmf_urc="+QTONEDET:",
+    dtmf_detect_on=("AT+QTONEDET=1",),  # keys are reported only once detection is on (modems.md A.8)
 )
 
 PROFILES: dict[str, ModemProfile] = {p.key: p for p in (GENERIC, HUAWEI, SIMCOM, QUECTEL)}

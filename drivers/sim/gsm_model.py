@@ -303,7 +303,7 @@ class ModemModel:
         if up == "AT+CPCMREG=0" and self.key == "simcom" or up == "AT+QPCMV=0" and self.key == "quectel":
             self.sim.stop_audio()
             return OK
-        if up.startswith("AT+VTS") or up.startswith("AT+DDET"):
+        if up.startswith("AT+VTS") or up.startswith("AT+DDET") or up == "AT+QTONEDET=1" and self.key == "quectel":
             return OK
         return None
 
