@@ -361,9 +361,9 @@ class CallCenter:
         self._acd.call_ended(agent_id, rec.call_id, on_wrapup_done=wrapup_done)
 
     async def finish(self, lc: LiveCall, rec: CallRecord) -> None:
+        await self._save(rec)  # stored first: whoever reacts to "ended" (the TUI's lists) finds the record
         lc.state = LiveState.ENDED
         self._topic.publish(CallUpdate(lc.snapshot(rec.hangup_cause)))
-        await self._save(rec)
 
     async def _save(self, rec: CallRecord) -> None:
         await save_record(self._store, rec)

@@ -216,20 +216,19 @@ class Conversation:
             await self.hangup_outbound(self._external, HangupCause.CALLER_HUNG_UP if not hang_up_line else cause)
         recording_s = await stop_bridge(self.bridge)
         ended_at = time.time()
-        self.svc.set_state(self.lc, LiveState.ENDED, str(cause))
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
-        seg = self.segment
-        if seg is None:
-            return
-        await self.hold.close()
-        rec = segment_record(self.base, seg, ended_at=ended_at, cause=str(cause), recording_s=recording_s,
-                             dtmf=self._dtmf(), **self.hold.take_fields())
-        log.info("call %s ended: %s after %.1fs talk (segment %d)", self.call_id, cause, rec.talk_s or 0.0, seg.n)
-        await self.svc.save(rec)
-        if seg.agent_id is not None:
+        seg, rec = self.segment, None
+        if seg is not None:
+            await self.hold.close()
+            rec = segment_record(self.base, seg, ended_at=ended_at, cause=str(cause), recording_s=recording_s,
+                                 dtmf=self._dtmf(), **self.hold.take_fields())
+            log.info("call %s ended: %s after %.1fs talk (segment %d)", self.call_id, cause, rec.talk_s or 0.0, seg.n)
+            await self.svc.save(rec)  # stored before "ended" is published: the TUI's lists find it
+        self.svc.set_state(self.lc, LiveState.ENDED, str(cause))
+        if seg is not None and rec is not None and seg.agent_id is not None:
             self.svc.start_wrapup(seg.agent_id, rec)
 
     # --- what TransferControl uses -------------------------------------------------------------

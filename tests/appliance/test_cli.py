@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXIT_TIMEOUT_S = 60.0  # interpreter start + imports on a loaded 2-core machine
 
 COMMANDS = (["serve"], ["tui"], ["backup", "out.tar.gz"], ["restore", "in.tar.gz"], ["sim", "call", "gsm"],
-            ["sim", "sms", "hi"], ["sim", "hangup", "analog"], ["sim", "callee", "gsm", "busy"])
+            ["sim", "sms", "hi"], ["sim", "hangup", "analog"], ["sim", "callee", "gsm", "busy"], ["sim", "keys", "gsm", "12#"])
 BOX_OPTIONS = ["--config", "c.toml", "--data", "d", "--sip-port", "5070", "--web-port", "8081", "--log-level", "debug"]
 
 
