@@ -16,7 +16,6 @@ import asyncio
 import logging
 import re
 import time
-import weakref
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from media.bridge import Bridge
@@ -139,33 +138,34 @@ class CallerHold:
                          "hold" if want else "resume", "music" if want else "agent")
 
 
-# one lock per line: keys pressed quickly (each click is its own command) queue up behind the
-# digit on the wire instead of being refused while it plays
-_KEY_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+class CallerKeys:
+    """Keys to one customer's line, one digit at a time: keys pressed quickly (each click is its
+    own command) queue up behind the digit on the wire instead of being refused while it plays,
+    and each digit is sent only while ``still()`` says the agent may (not after a transfer began)."""
 
+    def __init__(self, line: Any, name: str) -> None:
+        self._send = getattr(line, "send_dtmf", None)
+        self._name = name
+        self._lock = asyncio.Lock()
 
-async def send_keys(line: Any, digits: str, name: str) -> None:
-    """Send ``digits`` to the customer's line as DTMF, one after another. ControlError if it cannot."""
-    if not KEYS.fullmatch(digits):
-        raise ControlError("keys are 0-9, *, # and A-D (at most 32 at a time)")
-    send = getattr(line, "send_dtmf", None)
-    if send is None:
-        raise ControlError("this line cannot send keys")
-    lock = _KEY_LOCKS.setdefault(line, asyncio.Lock())
-    async with lock:
-        await _send_in_turn(send, digits, name)
-
-
-async def _send_in_turn(send: Callable[[str], Any], digits: str, name: str) -> None:
-    for index, digit in enumerate(digits):
-        if index:
-            await asyncio.sleep(INTER_KEY_GAP_S)
-        try:
-            async with asyncio.timeout(KEY_SEND_TIMEOUT_S):
-                ok = await send(digit)
-        except TimeoutError:
-            ok = False
-        if ok is False:
-            log.info("%s: key %s not sent (the call is not connected for keys now)", name, digit)
-            raise ControlError(f"key {digit} could not be sent now")
-    log.info("%s: the agent sent %d key(s)", name, len(digits))
+    async def send(self, digits: str, still: Callable[[], bool] = lambda: True) -> None:
+        """ControlError when the keys are not keys, the line cannot send them, or it refused one."""
+        if not KEYS.fullmatch(digits):
+            raise ControlError("keys are 0-9, *, # and A-D (at most 32 at a time)")
+        if self._send is None:
+            raise ControlError("this line cannot send keys")
+        async with self._lock:
+            for index, digit in enumerate(digits):
+                if index:
+                    await asyncio.sleep(INTER_KEY_GAP_S)
+                if not still():
+                    raise ControlError("the call changed hands; the remaining keys were not sent")
+                try:
+                    async with asyncio.timeout(KEY_SEND_TIMEOUT_S):
+                        ok = await self._send(digit)
+                except TimeoutError:
+                    ok = False
+                if ok is False:
+                    log.info("%s: key %s not sent (the call is not connected for keys now)", self._name, digit)
+                    raise ControlError(f"key {digit} could not be sent now")
+        log.info("%s: the agent sent %d key(s)", self._name, len(digits))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from appliance.acd.router import QueuedCall
 from appliance.call_events import CallUpdate, LiveState
-from appliance.call_controls import CallerHold, ControlError, send_keys
+from appliance.agent_audio_watch import AgentAudioWatch, LegBack, LegLost
+from appliance.call_controls import CallerHold, CallerKeys, ControlError
 from appliance.call_support import hang_up, stop_bridge
 from appliance.lines import HangupCause, InboundCall, OutboundCall
 from appliance.live_call import (
@@ -30,9 +31,7 @@ from appliance.records import CallOutcome, CallRecord
 from appliance.transfer import TRANSFER_IN_PROGRESS, Phase, TransferControl
 from appliance.transfer_requests import TransferError, TransferNotice, TransferRequest
 from media.bridge import Bridge, NullLeg
-from media.frames import LegAudio
 from media.recorder import StereoWavRecorder
-from media.tones import HoldMusic
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +51,12 @@ class AgentHold:
 
 
 @dataclass(frozen=True, slots=True)
-class LegLost:
-    agent_id: str
-    leg: LegAudio
-
-
-@dataclass(frozen=True, slots=True)
-class LegBack:
-    agent_id: str
-    leg: LegAudio | None  # None: the console did not reconnect in time
-
-
-@dataclass(frozen=True, slots=True)
 class ExternalEnded:
     out: OutboundCall
     cause: HangupCause
 
 
-class Conversation:
+class Conversation(AgentAudioWatch):
     def __init__(self, svc: CallServices, lc: LiveCall, base: CallRecord, recorder: StereoWavRecorder | None,
                  ended: asyncio.Future[HangupCause]) -> None:
         self.svc = svc
@@ -80,6 +67,7 @@ class Conversation:
         self.ended = ended
         self.bridge = Bridge(lc.call.audio, NullLeg(), recorder, name=f"call:{self.call_id}")
         self.transfers = TransferControl(self)
+        self.keys = CallerKeys(lc.call, f"call {self.call_id}")
         self.hold = CallerHold(self.bridge, lc.call, lambda: svc.hold_source(lc.queue), f"call {self.call_id}")
         self.owner: str | None = None  # the agent the caller belongs to now (None: external party or nobody)
         self.segment: Segment | None = None
@@ -124,7 +112,7 @@ class Conversation:
     async def keys_by(self, agent_id: str, digits: str) -> None:
         """The agent pressed keys on the console's keypad: DTMF to the caller's line."""
         self._check_owner(agent_id)
-        await send_keys(self.call, digits, f"call {self.call_id}")
+        await self.keys.send(digits, still=lambda: self.owner == agent_id and self.transfers.phase is Phase.TALKING)
 
     def _check_owner(self, agent_id: str) -> None:
         if agent_id != self.owner:
@@ -355,47 +343,7 @@ class Conversation:
             self.lc.on_hold = self.hold.held
             self.svc.publish(CallUpdate(self.lc.snapshot()))
 
-    # --- agent audio drops, external party ------------------------------------------------------
-    def _watch_leg(self, agent_id: str, leg: LegAudio) -> None:
-        self._stop_watch()
-        ended = getattr(leg, "ended", None)
-        if isinstance(ended, asyncio.Event):
-            self._watch = self._spawn(self._wait_leg(agent_id, leg, ended), f"agent-audio:{self.call_id}")
-
-    async def _wait_leg(self, agent_id: str, leg: LegAudio, ended: asyncio.Event) -> None:
-        await ended.wait()
-        self.post(LegLost(agent_id, leg))
-
-    def _stop_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.cancel()
-
-    def _leg_lost(self, msg: LegLost) -> None:
-        if self.transfers.phase is not Phase.TALKING or msg.agent_id != self.owner or self.bridge.agent is not msg.leg:
-            return
-        wait_s = self.svc.cfg.acd.agent_reconnect_s
-        log.warning("call %s: agent %s lost audio; caller on hold for up to %.0fs while the console reconnects",
-                    self.call_id, msg.agent_id, wait_s)
-        self.bridge.hold(HoldMusic())
-        self._spawn(self._reconnect(msg.agent_id, msg.leg, wait_s), f"agent-reconnect:{self.call_id}")
-
-    async def _reconnect(self, agent_id: str, old: LegAudio, wait_s: float) -> None:
-        self.post(LegBack(agent_id, await self.svc.agents.wait_reconnected(agent_id, old, wait_s)))
-
-    def _leg_back(self, msg: LegBack) -> HangupCause | None:
-        if self.transfers.phase is not Phase.TALKING or msg.agent_id != self.owner:
-            return None
-        if msg.leg is None:
-            log.warning("call %s: agent %s did not reconnect; ending the call", self.call_id, msg.agent_id)
-            return HangupCause.AGENT_HUNG_UP
-        self.bridge.replace_agent(msg.leg)
-        if not self.hold.held:  # the agent had put the caller on hold: the music goes on
-            self.bridge.unhold()
-        self._watch_leg(msg.agent_id, msg.leg)
-        log.info("call %s: agent %s audio reconnected", self.call_id, msg.agent_id)
-        return None
-
+    # --- external party ------------------------------------------------------------------------
     async def _watch_external(self, out: OutboundCall) -> None:
         self.post(ExternalEnded(out, await out.wait_ended()))
 

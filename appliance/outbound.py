@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Callable, Protocol
 
 from appliance.acd.router import Acd, AcdError
-from appliance.call_controls import CallerHold, ControlError, send_keys
+from appliance.call_controls import CallerHold, CallerKeys, ControlError
 from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
 from appliance.call_support import CallStore, customer_context, hang_up, save_record, start_recorder, stop_bridge
 from appliance.dialplan import DialPlan, normalise
@@ -57,6 +57,7 @@ class _Outbound:
         self.hangup = asyncio.Event()  # the agent hung up (or cancelled while ringing)
         self.line: OutboundCall | None = None  # once answered
         self.hold: CallerHold | None = None  # once answered
+        self.keys: CallerKeys | None = None  # once answered
 
     def snapshot(self, cause: str | None = None) -> LiveCallSnapshot:
         return LiveCallSnapshot(
@@ -129,7 +130,8 @@ class OutboundCalls:
         oc = self._answered_call(agent_id)
         if oc is None:
             return False
-        await send_keys(oc.line, digits, f"outbound call {oc.call_id}")
+        assert oc.keys is not None  # set with oc.line at the answer
+        await oc.keys.send(digits, still=lambda: oc.state is LiveState.ON_CALL)
         return True
 
     def _answered_call(self, agent_id: str) -> _Outbound | None:
@@ -205,6 +207,7 @@ class OutboundCalls:
         bridge = Bridge(call.audio, agent_leg, recorder)
         bridge.start()
         oc.line, oc.hold = call, CallerHold(bridge, call, HoldMusic, f"outbound call {oc.call_id}")
+        oc.keys = CallerKeys(call, f"outbound call {oc.call_id}")
         oc.state, oc.since = LiveState.ON_CALL, answered_at
         self._publish(oc)
         log.info("outbound call %s to %s answered on %s", oc.call_id, oc.number, call.line_id)

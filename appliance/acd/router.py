@@ -76,6 +76,7 @@ class Acd:
         self._agents: dict[str, Agent] = {a: Agent(a, n, q, now) for a, n, q in agents}
         self._queues: dict[str, list[QueuedCall]] = {q: [] for q in queues}
         self._wrapup_timers: dict[str, asyncio.TimerHandle] = {}
+        self._redispatch: asyncio.TimerHandle | None = None  # a cooled-down call's next round (one at a time)
         self._pause_after_wrapup: dict[str, str] = {}
         self._wrapup_done: dict[str, Callable[[str | None], None]] = {}
         self._directed: dict[str, QueuedCall] = {}  # call id -> directed offer ringing its target
@@ -289,6 +290,9 @@ class Acd:
         return list(self._queues.get(queue_id, ()))
 
     def close(self) -> None:
+        if self._redispatch is not None:
+            self._redispatch.cancel()
+            self._redispatch = None
         for call in [c for q in self._queues.values() for c in q] + list(self._directed.values()):
             if call._timer:
                 call._timer.cancel()
@@ -309,12 +313,26 @@ class Acd:
                     continue  # every ready agent just declined this call: the next caller may go first
                 self._offer(call, agent)
 
+    def _dispatch_later(self, wait: float) -> None:
+        """One pending re-dispatch at a time, at the earliest time any cooled-down call is due."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + wait
+        if self._redispatch is not None and self._redispatch.when() <= due:
+            return
+        if self._redispatch is not None:
+            self._redispatch.cancel()
+        self._redispatch = loop.call_at(due, self._redispatched)
+
+    def _redispatched(self) -> None:
+        self._redispatch = None
+        self._dispatch()
+
     def _pick_agent(self, call: QueuedCall, ready: list[Agent]) -> Agent | None:
         fresh = [a for a in ready if a.agent_id not in call.declined]
         if not fresh:  # everyone has declined once: a new round, but not at once (the same agent
             wait = call.declined_at + REOFFER_AFTER_DECLINE_S - self._clock()  # would get it straight back)
             if wait > 0:
-                asyncio.get_running_loop().call_later(wait, self._dispatch)
+                self._dispatch_later(wait)
                 return None
             call.declined.clear()
             fresh = ready

@@ -6,7 +6,9 @@ Each command answers at once with an optional reply (an error to show, say); slo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from typing import Any, Awaitable, Callable
 
@@ -20,6 +22,8 @@ from appliance.outbound import OutboundError
 from appliance.transfer_requests import TransferError, TransferOps, parse_target
 from appliance.web.deps import ConsoleDeps
 from appliance.web.sessions import AgentSession
+
+log = logging.getLogger(__name__)
 
 PAUSE_REASON_MAX = 40  # every console and the TUI show it; "training", "lunch", "team meeting" fit
 
@@ -125,8 +129,7 @@ async def _sms_reply(messages: MessageCenter, ws: web.WebSocketResponse, number:
     try:
         await messages.reply(number, text)
     except SmsSendError as exc:
-        if not ws.closed:
-            await ws.send_json({"type": "error", "message": f"SMS to {number} not sent: {exc}"})
+        await _tell(ws, {"type": "error", "message": f"SMS to {number} not sent: {exc}"})
 
 
 async def _send_keys(keys: Callable[[str, str], Awaitable[bool]], ws: web.WebSocketResponse, agent_id: str,
@@ -137,12 +140,25 @@ async def _send_keys(keys: Callable[[str, str], Awaitable[bool]], ws: web.WebSoc
             "type": "error", "message": "you have no answered call to send keys to"}
     except ControlError as exc:
         reply = {"type": "error", "message": str(exc)}
+    await _tell(ws, reply)
+
+
+async def _tell(ws: web.WebSocketResponse, doc: dict[str, Any]) -> None:
+    """A late answer to a command: the page may have gone meanwhile (then nobody is told)."""
     if not ws.closed:
-        await ws.send_json(reply)
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send_json(doc)
 
 
 def _spawn(session: AgentSession, coro: Awaitable[None], name: str) -> None:
     task = asyncio.ensure_future(coro)
     task.set_name(name)
     session.tasks.add(task)
-    task.add_done_callback(session.tasks.discard)
+
+    def finished(done: asyncio.Task[None]) -> None:
+        session.tasks.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            log.error("console: %s failed: %r", done.get_name(), done.exception())
+
+    task.add_done_callback(finished)
+

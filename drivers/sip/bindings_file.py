@@ -21,6 +21,7 @@ one warning (repeats at DEBUG, recovery at INFO) and the bindings stay in memory
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -231,6 +232,8 @@ class BindingsFile:
             log.warning("SIP line %s: saving registrations to %s took over %.1fs; given up", self._line, self.path,
                         CLOSE_WRITE_WAIT_S)
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # the executor thread finishes its write by itself; the task is done now
         if self._io is not None:
             self._io.shutdown(wait=False)
             self._io = None

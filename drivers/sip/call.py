@@ -135,7 +135,7 @@ class SipCall:
             return
         self._go(CallState.ENDED, cause.value)
         self._confirmed.set()  # a hold() waiting for the ACK gives up now
-        self._offers.cancel()
+        self._offers.close()
         self._rtp.close()
         if not self._ended.done():
             self._ended.set_result(cause)

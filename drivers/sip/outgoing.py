@@ -137,7 +137,7 @@ class OutgoingSipCall:
         if self._failure is None and not self._settled.is_set():
             self._failure = DialFailed(DialFailure.ERROR, "call ended before the answer")
         self._settled.set()
-        self._offers.cancel()
+        self._offers.close()
         self._rtp.close()
         if not self._ended.done():
             self._ended.set_result(cause)

@@ -58,6 +58,7 @@ class ReOffers:
         self.pending = False  # our re-INVITE is out: a crossing one gets 491 (glare)
         self.direction = Direction.SENDRECV  # what we offer: SENDONLY while we hold the far end
         self._handle: asyncio.TimerHandle | None = None
+        self.closed = False  # the call ended: see close()
 
     def refuse_crossing(self, txn: ServerTransaction) -> bool:
         """§14.2 glare: both sides offered at once. True when ``txn`` was answered 491."""
@@ -99,6 +100,8 @@ class ReOffers:
                                              wait_s=REINVITE_WAIT_S)
         finally:
             self.pending = False
+        if self.closed:  # the call ended (a BYE crossed our re-INVITE): nothing to apply or re-arm
+            return None
         if response is None:
             log.warning("SIP call %s: re-INVITE unanswered; hanging up", self._label)
             await self._hangup(HangupCause.TIMEOUT)
@@ -119,7 +122,7 @@ class ReOffers:
         """(Re)start the session interval: after our INVITE's or re-INVITE's 2xx, or an accepted refresh."""
         self.cancel()
         timer = self.timer
-        if timer is None:
+        if timer is None or self.closed:
             return
         loop = asyncio.get_running_loop()
         if timer.we_refresh:
@@ -132,6 +135,11 @@ class ReOffers:
             self._handle.cancel()
             self._handle = None
 
+    def close(self) -> None:
+        """The call has ended: no timer runs again and late answers are ignored."""
+        self.closed = True
+        self.cancel()
+
     def _refresh(self) -> None:
         self._handle = None
         if self._ready():
@@ -139,5 +147,7 @@ class ReOffers:
 
     def _expired(self) -> None:
         self._handle = None
+        if self.closed:
+            return
         log.warning("SIP call %s: session timer expired without a refresh; hanging up", self._label)
         self._spawn(self._hangup(HangupCause.TIMEOUT), "sip-session-expired")

@@ -202,10 +202,14 @@ async def test_a_lone_agent_who_rejects_is_not_offered_the_same_call_straight_ba
     with pytest.raises(TimeoutError):  # nothing is offered within the cooldown
         async with asyncio.timeout(0.1):
             await next_of(sub, OfferMade)
+    assert acd._redispatch is not None  # one pending round for both cooled-down calls, not one per pass
     clock.t += 1.0  # the cooldown has passed: a new round
     again = await next_of(sub, OfferMade)
     assert (again.agent_id, again.call_id) == ("alice", "c1")
+    acd.reject("alice", "c1")
+    assert acd._redispatch is not None
     acd.close()
+    assert acd._redispatch is None  # nothing runs on a closed ACD
 
 
 async def test_invalid_transitions_are_refused() -> None:

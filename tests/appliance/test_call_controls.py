@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from appliance.call_controls import CallerHold, ControlError, send_keys
+from appliance.call_controls import CallerHold, CallerKeys, ControlError
 from appliance.transfer_requests import ToAgent
 from media.bridge import Bridge
 from tests.appliance.test_transfer import WAIT_S, Caller, FakeLeg, Site, consulting, site  # noqa: F401  (site: fixture)
@@ -186,7 +186,7 @@ async def test_a_line_without_hold_gets_music_only_and_errors_are_clear() -> Non
     hold.resume()
     assert not bridge.on_hold
     with pytest.raises(ControlError, match="cannot send keys"):
-        await send_keys(object(), "1", "test")
+        await CallerKeys(object(), "test").send("1")
 
 
 async def test_a_failing_line_does_not_break_hold() -> None:
@@ -247,5 +247,6 @@ async def test_keys_pressed_quickly_queue_up_instead_of_being_refused() -> None:
 
     line = Rtp()
     async with asyncio.timeout(WAIT_S):  # four clicks, four commands, all at once
-        await asyncio.gather(*(send_keys(line, key, "test") for key in "123#"))
+        keys = CallerKeys(line, "test")
+        await asyncio.gather(*(keys.send(key) for key in "123#"))
     assert line.sent == ["1", "2", "3", "#"]

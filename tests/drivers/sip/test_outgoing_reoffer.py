@@ -61,6 +61,21 @@ async def test_we_hold_and_resume_a_call_we_placed(phone_line) -> None:
     assert call._neg.direction is Direction.SENDRECV and not call.ended
 
 
+async def test_an_answer_to_our_hold_after_the_far_ends_bye_is_ignored(phone_line) -> None:
+    line, peer = await phone_line()
+    call, invite = await _answered(line, peer)
+    hold = asyncio.ensure_future(call.hold())
+    ours = await next_request(peer.recv, "INVITE")
+    peer.send(in_dialog(invite, "BYE", 2, peer.port))  # the phone hangs up while our hold is pending
+    async with asyncio.timeout(WAIT_S):
+        await call.wait_ended()
+    peer.send(_answer(ours, peer, direction="recvonly", extra=(("Session-Expires", "120;refresher=uac"),)))
+    async with asyncio.timeout(WAIT_S):
+        await hold
+    assert call._offers._handle is None  # no session timer re-armed on a call that has ended
+    assert call._neg.direction is Direction.SENDRECV  # and its media was not reconfigured
+
+
 async def test_hold_before_the_answer_is_refused_without_sending(phone_line) -> None:
     line, peer = await phone_line()
     call = await line.dial_extension(EXT)
