@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 from appliance.acd.agent import AgentState
 from appliance.acd.events import AgentChanged, OfferEnded, OfferMade
 from appliance.acd.router import Acd, AcdError
+from appliance.agent_devices import Device
 from appliance.hub import Topic
 from appliance.lines import CallGone, HangupCause, InboundCall
 from appliance.transfer import Phase
@@ -149,7 +150,7 @@ class DeskConsult:
                       extensions=self._extensions(), bindings=line.bindings, on_phone_call=self._on_phone_call)
 
     def _on_phone_call(self, agent_id: str) -> bool:
-        return str(self._devices.device(agent_id)) == "phone" and self._conversation_of(agent_id) is not None
+        return self._devices.device(agent_id) is Device.PHONE and self._conversation_of(agent_id) is not None
 
     def _conversation_of(self, agent_id: str) -> Any:
         for snap in self._calls.live_calls():

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from appliance.acd.router import AcdError
-from appliance.agent_devices import DeviceError
+from appliance.agent_devices import Device, DeviceError
 from appliance.call_controls import ControlError
 from appliance.messaging import MessageCenter, SmsSendError
 from appliance.outbound import OutboundError
@@ -60,7 +60,7 @@ async def command(deps: ConsoleDeps, session: AgentSession, text: str, ws: web.W
                 return {"type": "error", "message": f"a pause reason is at most {PAUSE_REASON_MAX} characters"}
             acd.pause(agent_id, reason)
         elif op == "answer":
-            if deps.devices is not None and deps.devices.device(agent_id).value == "phone":
+            if deps.devices is not None and deps.devices.device(agent_id) is Device.PHONE:
                 return {"type": "error", "message": "pick up your desk phone to answer"}
             acd.accept(agent_id, str(cmd.get("call_id")))
         elif op == "reject":
