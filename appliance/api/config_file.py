@@ -7,7 +7,6 @@ old file, so a change the box could not start on is never written.
 """
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import tomli_w
 
 from appliance.config import AgentConfig, QueueConfig, parse_config
+from appliance.durable_file import replace_file
 
 
 def agent_doc(agent: AgentConfig) -> dict[str, Any]:
@@ -42,16 +42,4 @@ def write_people(path: Path, queues: tuple[QueueConfig, ...], agents: tuple[Agen
     raw["agents"] = [agent_doc(a) for a in agents]
     parse_config(raw)  # raises ConfigError: never write a file the box would refuse at start
     data = tomli_w.dumps(raw).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds password hashes
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, data, mode=0o600)  # it holds password hashes

@@ -16,15 +16,7 @@ from tinydb.storages import Storage
 
 from appliance.storage import envelope
 
-TMP_SUFFIX = ".tmp"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from appliance.durable_file import TMP_SUFFIX, fsync_dir  # noqa: F401  (fsync_dir: used by storage modules)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True, sync_dir: bool = True) -> None:

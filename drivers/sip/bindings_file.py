@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from appliance.durable_file import replace_file
 from drivers.sip.registrar import Binding, LocationService
 
 log = logging.getLogger(__name__)
@@ -127,20 +128,7 @@ def decode(data: bytes, *, loop_now: float, wall_now: float, max_remaining: floa
 
 def write_file(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically and durably (runs in the executor)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)  # a few KB: one write
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, data, mode=0o600)
 
 
 class BindingsFile:
