@@ -6,6 +6,7 @@ import pytest
 
 from appliance.api.client import SocketClient
 from tests.api.running_box import RunningBox
+from tests.api.scripted import box  # noqa: F401  (the features-box fixture, shared with tests/tui)
 
 
 @pytest.fixture

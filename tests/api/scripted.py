@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, LineKind
 from media.frames import FRAME_BYTES
@@ -126,7 +129,7 @@ class ScriptedCall:
     async def wait_ended(self) -> HangupCause:
         return await asyncio.shield(self._ended)
 
-    def on_dtmf(self, callback) -> None:  # noqa: ANN001
+    def on_dtmf(self, callback) -> None:
         pass
 
     async def send_dtmf(self, digit: str) -> bool:
@@ -151,6 +154,16 @@ class ScriptedLine:
 def start_features_box(root: Path) -> RunningBox:
     (root / "branchline.toml").write_text(CONFIG + DIAL_PLAN)
     return RunningBox(root).start()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[RunningBox]:
+    """The features box (scripted line, dial plan) for one test; the api and tui conftests offer it."""
+    rb = start_features_box(tmp_path)
+    try:
+        yield rb
+    finally:
+        rb.stop()
 
 
 def install_line(rb: RunningBox) -> ScriptedLine:

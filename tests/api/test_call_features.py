@@ -14,19 +14,10 @@ from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
 from appliance.lines import DialFailure
 from appliance.records import CallOutcome, CallRecord
 from tests.api.running_box import RunningBox
-from tests.api.scripted import SCRIPTED_LINE, connect_agent, install_line, start_features_box
+from tests.api.scripted import SCRIPTED_LINE, connect_agent, install_line
 
 EVENT_TIMEOUT_S = 10.0  # the box publishes within ms; generous for a loaded 2-core machine
 T0 = 1_780_300_000.0
-
-
-@pytest.fixture
-def box(tmp_path: Path):
-    rb = start_features_box(tmp_path)
-    try:
-        yield rb
-    finally:
-        rb.stop()
 
 
 async def _next(stream, kind: type, pred=lambda ev: True):

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from tests.api.running_box import RunningBox
+from tests.api.scripted import box  # noqa: F401  (the features-box fixture, shared with tests/tui)
 from tui.clock import Clock
 
 FROZEN_NOW = 1_780_000_000.0  # a fixed "now" for stable screenshots

@@ -12,7 +12,7 @@ from textual.widgets import ContentSwitcher, DataTable, Input, Static
 from appliance.call_events import CallUpdate, LiveCallSnapshot, LiveState
 from appliance.records import CallOutcome, CallRecord
 from tests.api.running_box import RunningBox
-from tests.api.scripted import SCRIPTED_LINE, connect_agent, install_line, start_features_box
+from tests.api.scripted import SCRIPTED_LINE, connect_agent, install_line
 from tests.api.test_call_features import SEGMENTS, T0
 from tests.tui.conftest import wait_until
 from tests.tui.test_pilot import connected, make_app, rows
@@ -24,15 +24,6 @@ REGISTER_TIMEOUT_S = 30.0  # baresip registers in ms; the TUI sees it at the nex
 BUSY = CallRecord(call_id="out-1", line_id=SCRIPTED_LINE, line_kind="gsm", direction="outbound", from_number=None,
                   from_name=None, to_number="07700900555", queue=None, outcome=CallOutcome.FAILED, hangup_cause="busy",
                   arrived_at=T0 + 900, ended_at=T0 + 905, agent_id="alice", agent_name="Alice Martin")
-
-
-@pytest.fixture
-def box(tmp_path: Path):
-    rb = start_features_box(tmp_path)
-    try:
-        yield rb
-    finally:
-        rb.stop()
 
 
 async def test_dashboard_shows_an_outbound_call_dialing_on_its_line_then_on_call(box: RunningBox) -> None:
@@ -103,7 +94,11 @@ async def test_call_history_shows_outbound_outcomes_and_transfer_segments(box: R
 
 @pytest.mark.skipif(shutil.which("baresip") is None, reason="needs baresip")
 async def test_agents_screen_sets_the_desk_phone_and_shows_its_registration(box: RunningBox, tmp_path: Path) -> None:
-    from tests.e2e.test_baresip import free_sip_port, running_baresip, write_baresip_config
+    from tests.e2e.test_baresip import (
+        free_sip_port,
+        running_baresip,
+        write_baresip_config,
+    )
     from tests.support.softphone import free_tcp_port, write_phone_wav
 
     app = make_app(box)

@@ -8,7 +8,6 @@ from textual.widgets._footer import FooterKey
 
 from appliance.lines import LineKind, LineStatus
 from tests.api.running_box import RunningBox
-from tests.api.scripted import start_features_box
 from tests.tui.conftest import wait_until
 from tests.tui.test_pilot import connected, make_app, rows
 from tui.screens.lines import LINE_COLUMNS, fit_line_columns, shorten_id
@@ -33,15 +32,6 @@ def test_fit_line_columns_drops_kind_before_cutting_ids_and_never_cuts_state() -
     assert fit_line_columns(cells, 40) == (("Line", "State", "Sig"), len(GSM_ID))
     columns, id_cells = fit_line_columns(cells, 32)
     assert columns == ("Line", "State", "Sig") and id_cells + 2 + len("registering") + 2 + len("Sig ") + 2 == 32
-
-
-@pytest.fixture
-def box(tmp_path):
-    rb = start_features_box(tmp_path)
-    try:
-        yield rb
-    finally:
-        rb.stop()
 
 
 def _fits(table: DataTable) -> bool:

@@ -3,14 +3,10 @@ for a call transferred between agents (its parts share the file)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
 
 from appliance.api import schema as s
 from appliance.records import CallOutcome, CallRecord
 from tests.api.running_box import RunningBox
-from tests.api.scripted import start_features_box
 from tests.api.seed import write_wav
 from tests.api.test_call_features import SEGMENTS, T0
 from tests.tui.conftest import wait_until
@@ -52,15 +48,6 @@ def test_recording_rows_group_the_parts_of_one_file() -> None:
     assert [r.key for r in recording_rows(files[::-1], calls)] == ["t-1"]  # first part, whatever the order
     # the file is listed but its record is no longer there (retention raced the search)
     assert recording_rows(files[:1], ())[0].agents == "alice"
-
-
-@pytest.fixture
-def box(tmp_path: Path):
-    rb = start_features_box(tmp_path)
-    try:
-        yield rb
-    finally:
-        rb.stop()
 
 
 async def test_recordings_list_the_number_dialled_and_one_row_per_transferred_call(box: RunningBox) -> None:
