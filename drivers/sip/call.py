@@ -3,6 +3,10 @@
 The call is the UAS side of one dialog. Its state machine is explicit; the line
 feeds it CANCEL/ACK/BYE/re-INVITE and it answers through its INVITE server
 transaction, a 2xx retransmitter and BYE client transactions.
+
+An INVITE without SDP (a "late offer", as some PBXs and trunks send) is accepted:
+our 200 carries the offer, the caller's ACK the answer (RFC 3261 §13.2.1), and the
+provisional responses carry no SDP, so there is no early media on such a call.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
 from drivers.sip.identity import caller_id_of, replaces_of
 from drivers.sip.inband import InbandDtmfLeg
 from drivers.sip.reoffer import SUPPORTED, ReOffers
-from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer
+from drivers.sip.errors import SdpError
+from drivers.sip.message import SipRequest
+from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, build_offer, parse_answer
 from drivers.sip.session_timer import SessionTimer
 from drivers.sip.transfer import ReferCallback, ReferServer
 from drivers.sip.useragent import ALLOW, ServerTransaction, UserAgent, new_tag
@@ -65,8 +71,8 @@ class SipCall:
         *,
         ua: UserAgent,
         txn: ServerTransaction,
-        offer: SessionDescription,
-        negotiated: Negotiated,
+        offer: SessionDescription | None,
+        negotiated: Negotiated | None,
         rtp: RtpSession,
         local_ip: str,
         contact: str,
@@ -100,7 +106,7 @@ class SipCall:
         self._progress_status = progress_status
         self._sdp_version = 1
         self._session_id = random.getrandbits(31)
-        self._answer_sdp = b""
+        self._local_sdp = b""  # our answer, or (late offer) our offer until the ACK answers it
         self._retransmitter = None
         self._bye_pending = False
         self._dialog = DialogRequests.uas(invite, txn.conn, self.local_tag, contact)
@@ -146,21 +152,32 @@ class SipCall:
         if not self._bye_pending:  # else the dialog stays reachable until the ACK lets us send BYE
             self._on_end(self)
 
+    @property
+    def late_offer(self) -> bool:
+        """True while the INVITE came without SDP and the ACK has not answered our offer yet."""
+        return self._neg is None
+
     def _apply_media(self) -> None:
-        neg = self._neg
+        neg, offer = self._neg, self._offer
+        assert neg is not None and offer is not None
         self._rtp.configure(neg.remote_host, neg.remote_port, neg.codec, neg.payload_type,
                             neg.dtmf_payload_type, send=neg.direction.value in ("sendrecv", "sendonly"))
-        self._answer_sdp = build_answer(self._offer, neg, self._local_ip, self._rtp.local_port,
-                                        self._session_id, self._sdp_version)
+        self._local_sdp = build_answer(offer, neg, self._local_ip, self._rtp.local_port,
+                                       self._session_id, self._sdp_version)
 
     def media_ready(self) -> None:
-        """Called once the RTP socket is bound: build the answer, start receiving."""
-        self._apply_media()
+        """Called once the RTP socket is bound: build the answer (or our late offer), start receiving."""
+        if self.late_offer:
+            self._local_sdp = build_offer(self._local_ip, self._rtp.local_port, self._session_id,
+                                          self._sdp_version)
+        else:
+            self._apply_media()
 
     def _sdp_extra(self, final: bool = False) -> tuple[tuple[str, str], ...]:
         extra: tuple[tuple[str, str], ...] = (
-            ("Contact", self._contact), ("Allow", ALLOW),
-            ("Supported", SUPPORTED), ("Content-Type", "application/sdp"))
+            ("Contact", self._contact), ("Allow", ALLOW), ("Supported", SUPPORTED))
+        if final or not self.late_offer:  # (a late-offer call has no SDP to put in a provisional)
+            extra += (("Content-Type", "application/sdp"),)
         if final and self._offers.timer is not None:
             extra += self._offers.timer.response_headers()
         return extra
@@ -174,8 +191,9 @@ class SipCall:
             # every UA (SIPp's built-in uac scenarios abort on an unexpected 183), and a phone that
             # ignores early media in a 180 simply plays its own ringback. 183 is configurable.
             status = self._progress_status
-            self._txn.respond(status, to_tag=self.local_tag, extra=self._sdp_extra(), body=self._answer_sdp)
-            self._go(CallState.EARLY, f"{status} with early media sent")
+            body = b"" if self.late_offer else self._local_sdp
+            self._txn.respond(status, to_tag=self.local_tag, extra=self._sdp_extra(), body=body)
+            self._go(CallState.EARLY, f"{status} sent" + (" with early media" if body else ""))
 
     async def answer(self) -> None:
         if self.state is CallState.ENDED:
@@ -183,7 +201,7 @@ class SipCall:
         if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
             return
         data = self._txn.respond(200, to_tag=self.local_tag, extra=self._sdp_extra(final=True),
-                                 body=self._answer_sdp)
+                                 body=self._local_sdp)
         if data is None:
             raise CallGone(self.call_id)
         self._go(CallState.ANSWERED, "200 sent")
@@ -221,7 +239,7 @@ class SipCall:
         """Send a digit to the caller: RFC 4733 when the caller negotiated telephone-event, else
         in-band tones in the audio. False when the call is down, we may not send (held by the
         caller) or a digit is still playing. ``ValueError`` for a character that is not a key."""
-        if self.state is CallState.ENDED:
+        if self.state is CallState.ENDED or self._neg is None:
             return False
         return await self.audio.send_digit(digit, duration_ms, self._neg)
 
@@ -232,16 +250,36 @@ class SipCall:
             self._end(HangupCause.CANCELLED)
         # after the 200 a CANCEL has no effect (§9.2)
 
-    def on_ack(self) -> None:
+    def on_ack(self, ack: SipRequest) -> None:
         if self._retransmitter is not None:
             self._ua.ack_2xx(self._retransmitter)
         if self.state is CallState.ANSWERED:
+            if self.late_offer and not self._take_late_answer(ack):
+                return
             self._go(CallState.CONFIRMED, "ACK")
             self._confirmed.set()
         if self._bye_pending:
             self._bye_pending = False
             self._send_bye()
             self._on_end(self)
+
+    def _take_late_answer(self, ack: SipRequest) -> bool:
+        """The ACK's answer to the offer in our 200. Without a usable one the session cannot
+        exist: we end the call with a BYE (RFC 3261 §13.2.1, §14.1)."""
+        try:
+            if not ack.body:
+                raise SdpError(400, "the ACK carries no SDP answer")
+            self._offer, self._neg = parse_answer(ack.body)
+        except SdpError as exc:
+            log.warning("SIP call %s from %s: INVITE without SDP and %s; ending the call with BYE. "
+                        "Check the caller's media settings (it must answer our PCMU/PCMA offer in the ACK).",
+                        self.call_id, self.caller.number, exc.detail)
+            self._send_bye()
+            self._end(HangupCause.ERROR)
+            return False
+        self._apply_media()
+        log.info("SIP call %s: late offer answered in the ACK, %s", self.call_id, self._neg.codec)
+        return True
 
     def on_bye(self, txn: ServerTransaction) -> None:
         txn.respond(200)
@@ -256,8 +294,9 @@ class SipCall:
         """Re-INVITE or UPDATE from the caller (hold/resume, new address, session refresh)."""
         request = txn.request
         is_update = request.method == "UPDATE"
-        if self.state is not CallState.CONFIRMED and not (is_update and self.state is CallState.ANSWERED):
-            txn.respond(491 if self.state is CallState.ANSWERED else 481)
+        if self.state is not CallState.CONFIRMED and not (
+                is_update and self.state is CallState.ANSWERED and not self.late_offer):
+            txn.respond(491 if self.state is CallState.ANSWERED else 481)  # (an offer of ours is pending)
             return
         if self._offers.refuse_crossing(txn):
             return
@@ -270,7 +309,7 @@ class SipCall:
             self._offer, self._neg = reoffer.offer, reoffer.negotiated
             self._sdp_version += 1
             self._apply_media()
-        self._retransmitter = answer_reoffer(self._ua, txn, self._sdp_extra(final=True), self._answer_sdp,
+        self._retransmitter = answer_reoffer(self._ua, txn, self._sdp_extra(final=True), self._local_sdp,
                                              self._retransmitter)
         self._offers.arm()  # any accepted refresh restarts the session interval
         log.info("SIP call %s: %s from the caller, we are now %s", self.call_id, request.method,
@@ -306,6 +345,7 @@ class SipCall:
     def _reoffer_body(self, direction: Direction) -> bytes:
         """Our re-offer: the media we answered with, in ``direction``."""
         self._sdp_version += 1
+        assert self._offer is not None and self._neg is not None  # (re-offers wait for the ACK)
         return build_answer(self._offer, dataclasses.replace(self._neg, direction=direction), self._local_ip,
                             self._rtp.local_port, self._session_id, self._sdp_version)
 

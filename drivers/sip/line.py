@@ -200,14 +200,12 @@ class SipLine:
             txn.respond(503, to_tag=new_tag(), extra=(("Retry-After", "30"),))
             return
         ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if not request.body or ctype != "application/sdp":
-            # we do not offer in the 200 (late offer) yet
-            txn.respond(488 if not request.body else 415, to_tag=new_tag(),
-                        extra=(("Accept", "application/sdp"),))
+        if request.body and ctype != "application/sdp":
+            txn.respond(415, to_tag=new_tag(), extra=(("Accept", "application/sdp"),))
             return
-        try:
-            offer = parse_sdp(request.body)
-            negotiated = negotiate(offer)
+        try:  # no body: a late offer, we offer in the 200 (drivers.sip.call)
+            offer = parse_sdp(request.body) if request.body else None
+            negotiated = negotiate(offer) if offer is not None else None
             timer = session_timer_for(request)
         except SdpError as exc:
             log.warning("SIP: INVITE from %s refused with %d: %s", request.from_addr.uri, exc.status, exc.detail)
@@ -229,7 +227,7 @@ class SipLine:
         self._calls[call.dialog_key] = call
         self._calls_total += 1
         log.info("SIP call %s: INVITE from %s (%s) to %s, %s", call.call_id, call.caller.number,
-                 request.from_addr.uri, call.called, negotiated.codec)
+                 request.from_addr.uri, call.called, negotiated.codec if negotiated else "no SDP (late offer)")
         task = asyncio.get_running_loop().create_task(self._run_call(call), name=f"sip-call-{call.call_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -270,7 +268,7 @@ class SipLine:
         if isinstance(call, OutgoingSipCall):
             call.on_ack(request)  # may carry the answer to the offer we put in a 200
         elif call is not None:
-            call.on_ack()
+            call.on_ack(request)  # carries the answer when the INVITE had no SDP
 
     def on_cancel(self, invite_txn: ServerTransaction) -> None:
         call = invite_txn.owner

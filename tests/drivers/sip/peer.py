@@ -75,6 +75,13 @@ class SipPeer:
         assert isinstance(msg, SipResponse)
         return msg
 
+    async def next_request(self, method: str, timeout: float = RECV_TIMEOUT_S) -> SipRequest:
+        """The next ``method`` request the line sends us, skipping responses and other requests."""
+        while True:
+            msg = await self.recv(timeout)
+            if isinstance(msg, SipRequest) and msg.method == method:
+                return msg
+
     async def expect(self, status: int, timeout: float = RECV_TIMEOUT_S) -> SipResponse:
         msg = await self.recv(timeout)
         assert isinstance(msg, SipResponse), f"expected {status}, got request {msg.method}"
@@ -109,3 +116,38 @@ def new_branch() -> str:
 
 def new_call_id() -> str:
     return secrets.token_hex(8) + "@127.0.0.1"
+
+
+class RtpPort(asyncio.DatagramProtocol):
+    """A far end's RTP socket on 127.0.0.1: what the line sends it is queued (the oldest kept)."""
+
+    def __init__(self, maxsize: int = 50) -> None:
+        self.packets: asyncio.Queue[bytes] = asyncio.Queue(maxsize=maxsize)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    @classmethod
+    async def open(cls, maxsize: int = 50) -> "RtpPort":
+        rtp = cls(maxsize)
+        await asyncio.get_running_loop().create_datagram_endpoint(lambda: rtp, local_addr=("127.0.0.1", 0))
+        return rtp
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if not self.packets.full():
+            self.packets.put_nowait(data)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+    async def next_packet(self, timeout: float = RECV_TIMEOUT_S) -> bytes:
+        async with asyncio.timeout(timeout):
+            return await self.packets.get()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -12,7 +12,7 @@ from drivers.sip import transaction
 from drivers.sip.line import SipLine, SipLineConfig
 from drivers.sip.message import SipRequest, parse_message
 from drivers.sip.sdp import negotiate, parse_sdp
-from tests.drivers.sip.peer import SipPeer, new_branch, new_call_id, offer_sdp
+from tests.drivers.sip.peer import RtpPort, SipPeer, new_branch, new_call_id, offer_sdp
 
 WAIT_S = 3.0
 
@@ -326,18 +326,9 @@ async def test_default_progress_is_180_with_sdp(make_line) -> None:
 
 async def test_early_media_flows_both_ways_and_dtmf_once(make_line) -> None:
     line, handler, peer = await make_line()
-    loop = asyncio.get_running_loop()
-    rtp_q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=50)
-
-    class Rx(asyncio.DatagramProtocol):
-        def datagram_received(self, data, addr):
-            if not rtp_q.full():
-                rtp_q.put_nowait(data)
-
-    rtp_t, _ = await loop.create_datagram_endpoint(Rx, local_addr=("127.0.0.1", 0))
+    rtp_t = await RtpPort.open()
     try:
-        rtp_port = rtp_t.get_extra_info("sockname")[1]
-        peer.send(_invite(peer, new_branch(), new_call_id(), rtp_port))
+        peer.send(_invite(peer, new_branch(), new_call_id(), rtp_t.port))
         await peer.expect(100)
         call = await handler.next_call()
         digits: list[str] = []
@@ -354,8 +345,7 @@ async def test_early_media_flows_both_ways_and_dtmf_once(make_line) -> None:
         rtp_t.sendto(_rtp(101, 10, 2000, bytes([11, 0x8A, 0, 160])), ours)  # '#' end only
         # us -> caller
         call.audio.write_frame(b"\x10\x00" * 160)
-        async with asyncio.timeout(WAIT_S):
-            packet = await rtp_q.get()
+        packet = await rtp_t.next_packet()
         assert packet[1] & 0x7F == 8 and packet[1] & 0x80  # PCMA, marker on the first packet
         assert len(packet) == 12 + 160
         async with asyncio.timeout(WAIT_S):

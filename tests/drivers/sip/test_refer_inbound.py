@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 
-from drivers.sip.message import SipRequest, response_bytes
+from drivers.sip.message import response_bytes
 from tests.drivers.sip.peer import new_branch, new_call_id, offer_sdp
 from tests.drivers.sip.test_line_udp import _answered_call, make_line  # noqa: F401 (fixture)
 
 REFER_TO = "Refer-To: <sip:+441632960555@127.0.0.1>"
 
-
-async def _next_request(peer, method: str) -> SipRequest:
-    while True:
-        msg = await peer.recv()
-        if isinstance(msg, SipRequest) and msg.method == method:
-            return msg
 
 
 async def test_caller_refers_us_202_then_trying_then_failure_notify(make_line) -> None:
@@ -37,11 +31,11 @@ async def test_caller_refers_us_202_then_trying_then_failure_notify(make_line) -
     peer.send(peer.request("REFER", branch=new_branch(), call_id=call_id, cseq=3, to_tag=ok.to_addr.tag,
                            extra=(REFER_TO,)))
     assert (await peer.expect(202)).cseq.method == "REFER"
-    trying = await _next_request(peer, "NOTIFY")
+    trying = await peer.next_request("NOTIFY")
     assert trying.body == b"SIP/2.0 100 Trying\r\n" and trying.to_addr.tag == peer.from_tag
     assert trying.from_addr.tag == ok.to_addr.tag and trying.call_id == call_id
     peer.send(response_bytes(trying, 200))
-    final = await _next_request(peer, "NOTIFY")
+    final = await peer.next_request("NOTIFY")
     assert final.body == b"SIP/2.0 503 Service Unavailable\r\n"
     assert final.headers.get("Subscription-State") == "terminated;reason=noresource"
     assert final.headers.get("Content-Type").startswith("message/sipfrag")
@@ -77,10 +71,10 @@ async def test_second_refer_in_a_dialog_names_its_subscription_with_its_cseq(mak
         peer.send(peer.request("REFER", branch=new_branch(), call_id=call_id, cseq=cseq, to_tag=ok.to_addr.tag,
                                extra=(REFER_TO,)))
         assert (await peer.expect(202)).cseq.number == cseq
-        trying = await _next_request(peer, "NOTIFY")
+        trying = await peer.next_request("NOTIFY")
         assert trying.body == b"SIP/2.0 100 Trying\r\n" and trying.headers.get("Event") == event
         peer.send(response_bytes(trying, 200))
-        final = await _next_request(peer, "NOTIFY")
+        final = await peer.next_request("NOTIFY")
         assert final.body == b"SIP/2.0 200 OK\r\n" and final.headers.get("Event") == event
         assert final.headers.get("Subscription-State") == "terminated;reason=noresource"
         peer.send(response_bytes(final, 200))

@@ -134,21 +134,39 @@ async def test_sipp_builtin_uac_pcap_pcma(sipp_line, tmp_path: Path) -> None:
     assert line.active_calls == 0
 
 
-async def test_sipp_pcmu_scenario_with_183(sipp_line, tmp_path: Path) -> None:
-    start, collector = sipp_line
-    line = await start(progress_status=183)
+async def _pcmu_tone_call(line: SipLine, collector: Collector, tmp_path: Path, scenario: str) -> None:
+    """Run ``scenario`` (plays pcap/pcmu_tone.pcap: 3 s of 1 kHz, then BYE) and check that the
+    whole tone reached the call."""
     (tmp_path / "pcap").mkdir()
     write_rtp_pcap(tmp_path / "pcap" / "pcmu_tone.pcap", pcmu_tone(3.0, 1000.0), payload_type=0, ptime_ms=20)
     rc, log = await _run_sipp(
-        [f"127.0.0.1:{line.udp_port}", "-sf", str(SCENARIO_DIR / "uac_pcmu_early.xml"), "-i", "127.0.0.1",
+        [f"127.0.0.1:{line.udp_port}", "-sf", str(SCENARIO_DIR / scenario), "-i", "127.0.0.1",
          "-p", str(_free_port()), "-mp", str(_free_port(even_pair=True)), "-m", "1", "-nostdin",
          "-trace_err"], tmp_path)
     assert rc == 0, log
     async with asyncio.timeout(CALL_END_WAIT_S):
         await collector.done.wait()
     assert collector.cause is HangupCause.CALLER_HUNG_UP
-    assert collector.call.caller.number == "+15550001111"
-    assert collector.call.caller.name == "PCMU tester"
     assert abs(collector.non_silent_seconds() - 3.0) <= 0.3, collector.non_silent_seconds()
     loud = b"".join(f for f in collector.frames if np.sqrt(np.mean(samples(f) ** 2)) > SPEECH_RMS)
     assert abs(peak_hz(samples(loud[: 8000 * 2])) - 1000.0) < 20
+
+
+async def test_sipp_pcmu_scenario_with_183(sipp_line, tmp_path: Path) -> None:
+    start, collector = sipp_line
+    line = await start(progress_status=183)
+    await _pcmu_tone_call(line, collector, tmp_path, "uac_pcmu_early.xml")
+    assert collector.call.caller.number == "+15550001111"
+    assert collector.call.caller.name == "PCMU tester"
+
+
+async def test_sipp_late_offer_caller_answers_our_offer_in_the_ack(sipp_line, tmp_path: Path) -> None:
+    """INVITE without SDP: our 200 offers PCMU/PCMA/telephone-event (SIPp checks the m= line),
+    SIPp answers PCMU in the ACK and its tone reaches us; we send to the address of its answer."""
+    start, collector = sipp_line
+    line = await start()
+    await _pcmu_tone_call(line, collector, tmp_path, "uac_late_offer.xml")
+    assert collector.call.caller.name == "Late offer"
+    stats = collector.call.audio.statistics()
+    assert stats.dropped_source == 0 and stats.dropped_pt == 0 and stats.sent > 100
+    assert line.active_calls == 0

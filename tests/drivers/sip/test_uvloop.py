@@ -10,7 +10,7 @@ from appliance.lines import HangupCause
 from drivers.sip.line import SipLine, SipLineConfig
 from drivers.sip.message import parse_message
 from drivers.sip.sdp import negotiate, parse_sdp
-from tests.drivers.sip.peer import SipPeer, new_branch, new_call_id, offer_sdp
+from tests.drivers.sip.peer import RtpPort, SipPeer, new_branch, new_call_id, offer_sdp
 
 WAIT_S = 3.0
 
@@ -26,15 +26,7 @@ async def _scenario() -> None:
     line = SipLine(SipLineConfig(host="127.0.0.1", port=0, rtp_port_range=None), handler)
     await line.start()
     peer = await SipPeer(("127.0.0.1", line.udp_port)).open()
-    loop = asyncio.get_running_loop()
-    rtp_rx: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10)
-
-    class Rx(asyncio.DatagramProtocol):
-        def datagram_received(self, data, addr):
-            if not rtp_rx.full():
-                rtp_rx.put_nowait(data)
-
-    rtp_t, _ = await loop.create_datagram_endpoint(Rx, local_addr=("127.0.0.1", 0))
+    rtp_t = await RtpPort.open(maxsize=10)
     try:
         peer.send(peer.request("OPTIONS", branch=new_branch(), call_id=new_call_id()))
         await peer.expect(200)
@@ -48,8 +40,7 @@ async def _scenario() -> None:
         await writer.wait_closed()
 
         call_id = new_call_id()
-        rtp_port = rtp_t.get_extra_info("sockname")[1]
-        peer.send(peer.request("INVITE", branch=new_branch(), call_id=call_id, body=offer_sdp(rtp_port, "0")))
+        peer.send(peer.request("INVITE", branch=new_branch(), call_id=call_id, body=offer_sdp(rtp_t.port, "0")))
         await peer.expect(100)
         ok = await peer.expect(200)
         peer.send(peer.request("ACK", branch=new_branch(), call_id=call_id, to_tag=ok.to_addr.tag))
@@ -59,8 +50,8 @@ async def _scenario() -> None:
         assert neg.codec == "PCMU"
         rtp_t.sendto(struct.pack("!BBHII", 0x80, 0, 1, 0, 7) + b"\x00" * 160, (neg.remote_host, neg.remote_port))
         call.audio.write_frame(bytes(320))
+        assert len(await rtp_t.next_packet()) == 172
         async with asyncio.timeout(WAIT_S):
-            assert len(await rtp_rx.get()) == 172
             while call.audio.statistics().received < 1:
                 await asyncio.sleep(0.005)  # bounded poll of a socket-fed counter
         peer.send(peer.request("BYE", branch=new_branch(), call_id=call_id, cseq=2, to_tag=ok.to_addr.tag))
