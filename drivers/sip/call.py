@@ -107,6 +107,7 @@ class SipCall:
         self._sdp_version = 1
         self._session_id = random.getrandbits(31)
         self._local_sdp = b""  # our answer, or (late offer) our offer until the ACK answers it
+        self._offer_in_200 = False  # our 200 to an offerless re-INVITE offered: the ACK answers
         self._retransmitter = None
         self._bye_pending = False
         self._dialog = DialogRequests.uas(invite, txn.conn, self.local_tag, contact)
@@ -258,6 +259,9 @@ class SipCall:
                 return
             self._go(CallState.CONFIRMED, "ACK")
             self._confirmed.set()
+        elif self._offer_in_200 and self.state is CallState.CONFIRMED:
+            self._offer_in_200 = False
+            self._take_reoffer_answer(ack)
         if self._bye_pending:
             self._bye_pending = False
             self._send_bye()
@@ -280,6 +284,19 @@ class SipCall:
         self._apply_media()
         log.info("SIP call %s: late offer answered in the ACK, %s", self.call_id, self._neg.codec)
         return True
+
+    def _take_reoffer_answer(self, ack: SipRequest) -> None:
+        """The ACK's answer to the offer in our 200 to an offerless re-INVITE (§14.2). An unusable
+        one would have us BYE (§14.1); keeping the media we had is kinder to the caller."""
+        try:
+            self._offer, self._neg = parse_answer(ack.body)
+        except SdpError as exc:
+            log.warning("SIP call %s: unusable answer in the ACK of a re-INVITE (%s); media unchanged",
+                        self.call_id, exc.detail)
+            return
+        self._apply_media()
+        log.info("SIP call %s: re-INVITE answered in the ACK, we are now %s", self.call_id,
+                 self._neg.direction.value)
 
     def on_bye(self, txn: ServerTransaction) -> None:
         txn.respond(200)
@@ -309,6 +326,7 @@ class SipCall:
             self._offer, self._neg = reoffer.offer, reoffer.negotiated
             self._sdp_version += 1
             self._apply_media()
+        self._offer_in_200 = reoffer.offer is None and request.method == "INVITE"  # our SDP then offers
         self._retransmitter = answer_reoffer(self._ua, txn, self._sdp_extra(final=True), self._local_sdp,
                                              self._retransmitter)
         self._offers.arm()  # any accepted refresh restarts the session interval

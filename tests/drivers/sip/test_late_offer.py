@@ -120,3 +120,37 @@ async def test_a_body_that_is_not_sdp_gets_415(make_line) -> None:
     refused = await peer.expect(415)
     assert refused.headers.get("Accept") == "application/sdp"
     assert handler.calls == []
+
+
+async def test_an_offerless_reinvite_gets_our_offer_and_the_ack_answer_moves_the_media(make_line) -> None:
+    """§14.2: a re-INVITE without SDP (e.g. a PBX re-routing media) gets our SDP as an offer in
+    the 200; the answer in its ACK may name a new address, where our audio then goes."""
+    line, handler, peer = await make_line()
+    first, moved = await RtpPort.open(), await RtpPort.open()
+    try:
+        call_id = new_call_id()
+        peer.send(peer.request("INVITE", branch=new_branch(), call_id=call_id, body=offer_sdp(first.port)))
+        await peer.expect(100)
+        call = await handler.next_call()
+        await call.answer()
+        ok = await peer.expect(200)
+        peer.send(_ack(peer, call_id, ok))
+        await _handled(peer)
+        call.audio.write_frame(b"\x10\x00" * 160)
+        assert len(await first.next_packet()) == 12 + 160
+
+        peer.send(peer.request("INVITE", branch=new_branch(), call_id=call_id, cseq=2, to_tag=ok.to_addr.tag))
+        await peer.expect(100)
+        again = await peer.expect(200)
+        assert parse_sdp(again.body).media[0].formats == ("8", "101")  # what we had agreed, as an offer
+        peer.send(peer.request("ACK", branch=new_branch(), call_id=call_id, cseq=2, to_tag=ok.to_addr.tag,
+                               body=offer_sdp(moved.port)))
+        await _handled(peer)
+        call.audio.write_frame(b"\x10\x00" * 160)
+        assert len(await moved.next_packet()) == 12 + 160
+        assert first.packets.empty()
+    finally:
+        first.close()
+        moved.close()
+    await call.hangup(HangupCause.AGENT_HUNG_UP)
+    peer.send(response_bytes(await peer.next_request("BYE"), 200))
