@@ -7,6 +7,7 @@ transaction, a 2xx retransmitter and BYE client transactions.
 An INVITE without SDP (a "late offer", as some PBXs and trunks send) is accepted:
 our 200 carries the offer, the caller's ACK the answer (RFC 3261 §13.2.1), and the
 provisional responses carry no SDP, so there is no early media on such a call.
+A caller that requires 100rel gets reliable provisionals (drivers.sip.prack).
 """
 from __future__ import annotations
 
@@ -15,17 +16,19 @@ import dataclasses
 import logging
 import random
 import uuid
-from enum import StrEnum
 from typing import Callable
 
 from appliance.lines import CallGone, HangupCause, LineKind
+from drivers.sip.call_state import ALLOWED, DEFAULT_REJECT_STATUS, REJECT_STATUS, CallState
 from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
+from drivers.sip.errors import SdpError
 from drivers.sip.identity import caller_id_of, replaces_of
 from drivers.sip.inband import InbandDtmfLeg
-from drivers.sip.reoffer import SUPPORTED, ReOffers
-from drivers.sip.errors import SdpError
 from drivers.sip.message import SipRequest
-from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, build_offer, parse_answer
+from drivers.sip.prack import ReliableProvisional, requires_100rel
+from drivers.sip.reoffer import SUPPORTED, ReOffers
+from drivers.sip.sdp import (Direction, Negotiated, SessionDescription, build_answer, build_offer,
+                             parse_answer)
 from drivers.sip.session_timer import SessionTimer
 from drivers.sip.transfer import ReferCallback, ReferServer
 from drivers.sip.useragent import ALLOW, ServerTransaction, UserAgent, new_tag
@@ -34,33 +37,6 @@ from media.rtp import RtpSession
 log = logging.getLogger(__name__)
 
 ACK_WAIT_S = 32.0  # 64*T1: after that the 2xx retransmitter gives up and the call ends anyway
-
-
-class CallState(StrEnum):
-    RINGING = "ringing"  # INVITE received, 100 sent
-    EARLY = "early"  # 183 with SDP sent, early media flowing
-    ANSWERED = "answered"  # 200 sent, waiting for the ACK
-    CONFIRMED = "confirmed"  # ACK received
-    ENDED = "ended"
-
-
-_ALLOWED: dict[CallState, frozenset[CallState]] = {
-    CallState.RINGING: frozenset({CallState.EARLY, CallState.ANSWERED, CallState.ENDED}),
-    CallState.EARLY: frozenset({CallState.ANSWERED, CallState.ENDED}),
-    CallState.ANSWERED: frozenset({CallState.CONFIRMED, CallState.ENDED}),
-    CallState.CONFIRMED: frozenset({CallState.ENDED}),
-    CallState.ENDED: frozenset(),
-}
-
-# Final response we send when we end a call before answering it.
-REJECT_STATUS = {
-    HangupCause.NO_AGENT: 480,
-    HangupCause.SHUTDOWN: 503,
-    HangupCause.REJECTED: 603,
-    HangupCause.TIMEOUT: 480,
-    HangupCause.ERROR: 500,
-}
-DEFAULT_REJECT_STATUS = 480
 
 
 class SipCall:
@@ -120,6 +96,8 @@ class SipCall:
                                 ready=lambda: self.state is CallState.CONFIRMED, dialog=lambda: self._dialog,
                                 body=self._reoffer_body, answered=self._reoffer_answered, hangup=self.hangup,
                                 spawn=self._spawn, timer=session_timer)
+        # the caller requires 100rel: our 18x are resent until PRACKed (None: plain 18x)
+        self._reliable = ReliableProvisional(txn, self.call_id, self._no_prack) if requires_100rel(txn) else None
         txn.owner = self
 
     # ---- helpers --------------------------------------------------------------
@@ -132,7 +110,7 @@ class SipCall:
         return self.state is CallState.ENDED
 
     def _go(self, new: CallState, why: str) -> None:
-        if new not in _ALLOWED[self.state]:
+        if new not in ALLOWED[self.state]:
             raise RuntimeError(f"call {self.call_id}: {self.state} -> {new} not allowed")
         log.debug("SIP call %s: %s -> %s (%s)", self.call_id, self.state, new, why)
         self.state = new
@@ -143,6 +121,8 @@ class SipCall:
         self._go(CallState.ENDED, cause.value)
         self._confirmed.set()  # a hold() waiting for the ACK gives up now
         self._offers.close()
+        if self._reliable is not None:
+            self._reliable.close()
         self._rtp.close()
         if not self._ended.done():
             self._ended.set_result(cause)
@@ -193,7 +173,12 @@ class SipCall:
             # ignores early media in a 180 simply plays its own ringback. 183 is configurable.
             status = self._progress_status
             body = b"" if self.late_offer else self._local_sdp
-            self._txn.respond(status, to_tag=self.local_tag, extra=self._sdp_extra(), body=body)
+            if self._reliable is None:
+                self._txn.respond(status, to_tag=self.local_tag, extra=self._sdp_extra(), body=body)
+            elif self.late_offer:  # a reliable 18x would have to carry our offer: the 200 will
+                return
+            else:
+                self._reliable.send(status, to_tag=self.local_tag, extra=self._sdp_extra(), body=body)
             self._go(CallState.EARLY, f"{status} sent" + (" with early media" if body else ""))
 
     async def answer(self) -> None:
@@ -201,11 +186,17 @@ class SipCall:
             raise CallGone(self.call_id)
         if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
             return
+        if self._reliable is not None:  # RFC 3262 §3: no 200 before the PRACK of an 18x with SDP
+            await self._reliable.wait_acked()  # (bounded: 64*T1, then the call ends)
+            if self.state is CallState.ENDED:
+                raise CallGone(self.call_id)
         data = self._txn.respond(200, to_tag=self.local_tag, extra=self._sdp_extra(final=True),
                                  body=self._local_sdp)
         if data is None:
             raise CallGone(self.call_id)
         self._go(CallState.ANSWERED, "200 sent")
+        if self._reliable is not None:
+            self._reliable.close()
         self._retransmitter = self._ua.start_2xx(data, self._txn.conn, self._ack_timeout)
         self._offers.arm()
 
@@ -336,6 +327,17 @@ class SipCall:
     def on_refer(self, callback: ReferCallback) -> None:
         """Accept transfers (REFER) from the caller: ``callback`` decides and reports success."""
         self._refer.callback = callback
+
+    def on_prack(self, txn: ServerTransaction) -> None:
+        if self._reliable is None:
+            txn.respond(481, reason="No Matching Provisional Response")
+        else:
+            self._reliable.on_prack(txn)
+
+    def _no_prack(self) -> None:
+        if self.state in (CallState.RINGING, CallState.EARLY):
+            self._txn.respond(500, reason="No PRACK Received", to_tag=self.local_tag)
+            self._end(HangupCause.TIMEOUT)
 
     def refer_received(self, txn: ServerTransaction) -> None:
         if self.state not in (CallState.ANSWERED, CallState.CONFIRMED):

@@ -13,7 +13,13 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, IncomingCallHandler
+from appliance.lines import (
+    CallerId,
+    DialFailed,
+    DialFailure,
+    HangupCause,
+    IncomingCallHandler,
+)
 from drivers.sip.bindings_file import BindingsFile
 from drivers.sip.call import SipCall
 from drivers.sip.config import SipLineConfig
@@ -29,7 +35,13 @@ from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
 from drivers.sip.transport import Connection, SipTransports, route_source_ip
-from drivers.sip.trunk import TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus, trunk_for_line
+from drivers.sip.trunk import (
+    TrunkFailure,
+    TrunkRegistration,
+    TrunkState,
+    TrunkStatus,
+    trunk_for_line,
+)
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
 
@@ -242,8 +254,10 @@ class SipLine:
             call.on_reinvite(txn)
         elif request.method == "REFER":
             call.refer_received(txn)
-        else:
-            txn.respond(501)
+        elif request.method == "PRACK" and isinstance(call, SipCall):
+            call.on_prack(txn)
+        else:  # (a PRACK for an outgoing call: we never send reliable 18x there)
+            txn.respond(481 if request.method == "PRACK" else 501)
 
     def _on_register(self, request: SipRequest, txn: ServerTransaction) -> None:
         assert self._registrar is not None and self._ua is not None

@@ -42,10 +42,11 @@ from drivers.sip.transport import Connection
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, PRACK"
 ACCEPT = "application/sdp"
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer", "replaces"})  # RFC 4028 timers, RFC 3891 (no 100rel)
-DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "REFER"})
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer", "replaces"})  # RFC 4028 timers, RFC 3891
+INVITE_EXTENSIONS = SUPPORTED_EXTENSIONS | {"100rel"}  # a new INVITE may require reliable 18x (drivers.sip.prack)
+DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "REFER", "PRACK"})
 REJECT_LOG_INTERVAL_S = 10.0  # at most one WARNING per this interval for unparseable messages
 
 
@@ -347,7 +348,8 @@ class UserAgent:
             txn.respond(200, to_tag=getattr(target.owner, "local_tag", None) or new_tag())
             self.tu.on_cancel(target)
             return
-        unsupported = [t for t in request.headers.get_all("Require") if t.lower() not in SUPPORTED_EXTENSIONS]
+        known = INVITE_EXTENSIONS if method == "INVITE" and request.to_addr.tag is None else SUPPORTED_EXTENSIONS
+        unsupported = [t for t in request.headers.get_all("Require") if t.lower() not in known]
         if unsupported:
             txn.respond(420, to_tag=new_tag(), extra=(("Unsupported", ", ".join(unsupported)),))
             return

@@ -75,6 +75,11 @@ class SipPeer:
         assert isinstance(msg, SipResponse)
         return msg
 
+    async def sync(self) -> None:
+        """Until the line has handled everything sent before: it answers an OPTIONS after them."""
+        self.send(self.request("OPTIONS", branch=new_branch(), call_id=new_call_id()))
+        await self.expect(200)
+
     async def next_request(self, method: str, timeout: float = RECV_TIMEOUT_S) -> SipRequest:
         """The next ``method`` request the line sends us, skipping responses and other requests."""
         while True:

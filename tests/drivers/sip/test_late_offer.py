@@ -28,12 +28,6 @@ async def _late_offer_answered(line, handler, peer):
     return call, call_id, ringing, ok
 
 
-async def _handled(peer) -> None:
-    """Everything sent before has been handled: the box answers requests in order."""
-    peer.send(peer.request("OPTIONS", branch=new_branch(), call_id=new_call_id()))
-    await peer.expect(200)
-
-
 def _ack(peer, call_id: str, ok, body: str = "") -> str:
     return peer.request("ACK", branch=new_branch(), call_id=call_id, to_tag=ok.to_addr.tag, body=body)
 
@@ -53,7 +47,7 @@ async def test_our_200_offers_and_the_ack_answer_sets_the_media(make_line) -> No
         assert await call.send_dtmf("5") is False  # nothing agreed yet: nowhere to send it
 
         peer.send(_ack(peer, call_id, ok, offer_sdp(rtp_t.port, pts="8 101")))  # the caller picks PCMA
-        await _handled(peer)
+        await peer.sync()
         call.audio.write_frame(b"\x10\x00" * 160)
         packet = await rtp_t.next_packet()  # sent only once the ACK's answer told us where
         assert packet[1] & 0x7F == 8 and len(packet) == 12 + 160
@@ -106,7 +100,7 @@ async def test_an_update_before_the_ack_meets_our_pending_offer_491(make_line) -
                            body=offer_sdp(42000)))
     await peer.expect(491)
     peer.send(_ack(peer, call_id, ok, offer_sdp(42000)))
-    await _handled(peer)
+    await peer.sync()
     assert call.state is CallState.CONFIRMED
     await call.hangup(HangupCause.AGENT_HUNG_UP)
     peer.send(response_bytes(await peer.next_request("BYE"), 200))
@@ -135,7 +129,7 @@ async def test_an_offerless_reinvite_gets_our_offer_and_the_ack_answer_moves_the
         await call.answer()
         ok = await peer.expect(200)
         peer.send(_ack(peer, call_id, ok))
-        await _handled(peer)
+        await peer.sync()
         call.audio.write_frame(b"\x10\x00" * 160)
         assert len(await first.next_packet()) == 12 + 160
 
@@ -145,7 +139,7 @@ async def test_an_offerless_reinvite_gets_our_offer_and_the_ack_answer_moves_the
         assert parse_sdp(again.body).media[0].formats == ("8", "101")  # what we had agreed, as an offer
         peer.send(peer.request("ACK", branch=new_branch(), call_id=call_id, cseq=2, to_tag=ok.to_addr.tag,
                                body=offer_sdp(moved.port)))
-        await _handled(peer)
+        await peer.sync()
         call.audio.write_frame(b"\x10\x00" * 160)
         assert len(await moved.next_packet()) == 12 + 160
         assert first.packets.empty()

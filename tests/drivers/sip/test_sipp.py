@@ -160,6 +160,16 @@ async def test_sipp_pcmu_scenario_with_183(sipp_line, tmp_path: Path) -> None:
     assert collector.call.caller.name == "PCMU tester"
 
 
+async def test_sipp_caller_requiring_100rel_pracks_our_180_before_the_200(sipp_line, tmp_path: Path) -> None:
+    """SIPp sends ``Require: 100rel``, takes the RSeq from our 180 (checked present) and PRACKs it;
+    the 200 to the INVITE must come after the 200 to the PRACK (the scenario's order)."""
+    start, collector = sipp_line
+    line = await start(progress_status=180)
+    await _pcmu_tone_call(line, collector, tmp_path, "uac_100rel.xml")
+    assert collector.call.caller.name == "PRACK tester"
+    assert line.active_calls == 0
+
+
 async def test_sipp_late_offer_caller_answers_our_offer_in_the_ack(sipp_line, tmp_path: Path) -> None:
     """INVITE without SDP: our 200 offers PCMU/PCMA/telephone-event (SIPp checks the m= line),
     SIPp answers PCMU in the ACK and its tone reaches us; we send to the address of its answer."""
