@@ -6,6 +6,9 @@ negotiated are dropped, malformed packets are dropped and counted. Audio of any
 ptime is decoded into a ``PcmFifo`` that the bridge reads 20 ms at a time; RFC 4733
 events become digits, once per event. Send: ``write_frame`` encodes one 20 ms frame
 into one packet. Nothing on the packet path logs, and no bad packet raises.
+With SRTP keys configured (SDES, ``media.srtp``) every packet is protected on the
+way out, and one that fails authentication on the way in is dropped and counted
+(before it may latch the remote address).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from aiortc.rtp import RtpPacket
 
 from media.frames import FRAME_BYTES, FRAME_S, FRAME_SAMPLES, PcmFifo
 from media.rfc4733 import DtmfReceiver, MalformedEvent, event_packets
+from media.srtp import SrtpError, SrtpKeys, SrtpStreams
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class RtpStatistics:
     late: int  # duplicates / out-of-order packets dropped
     not_sent: int  # frames not sent (no remote, on hold, congested, during a DTMF burst)
     fifo_dropped_bytes: int
+    srtp_failed: int = 0  # packets that failed SRTP authentication or replay checks
 
 
 class RtpSession(asyncio.DatagramProtocol):
@@ -76,6 +81,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._decode: Callable[[bytes, int], bytes] | None = None
         self._encode: Callable[[bytes, int], bytes] | None = None
         self._sending = False
+        self._srtp: SrtpStreams | None = None
         self._dtmf = DtmfReceiver()
         self._dtmf_cb: Callable[[str], None] | None = None
         self._dtmf_tx_active = False
@@ -90,7 +96,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._last_seq = 0
         # counters
         self._received = self._sent = self._dropped_source = self._dropped_pt = 0
-        self._malformed = self._late = self._not_sent = 0
+        self._malformed = self._late = self._not_sent = self._srtp_failed = 0
         self._seen = 0
 
     # ---- lifecycle -------------------------------------------------------
@@ -125,8 +131,16 @@ class RtpSession(asyncio.DatagramProtocol):
         dtmf_payload_type: int | None = None,
         *,
         send: bool = True,
+        srtp: SrtpKeys | None = None,
     ) -> None:
-        """Apply a negotiated SDP (again on re-INVITE). ``send=False`` while the peer holds."""
+        """Apply a negotiated SDP (again on re-INVITE). ``send=False`` while the peer holds.
+        ``srtp``: the keys when the media is SRTP; the same keys again keep the running streams."""
+        if srtp is None:
+            self._srtp = None
+        elif self._srtp is None:
+            self._srtp = SrtpStreams(srtp)
+        else:
+            self._srtp.update(srtp)
         self._remote = (remote_host, remote_port) if remote_port else None
         self._pt = payload_type
         self._dtmf_pt = -1 if dtmf_payload_type is None else dtmf_payload_type
@@ -160,10 +174,17 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _receive(self, data: bytes, addr: tuple) -> None:
         source = (addr[0], addr[1])
-        if source != self._remote:
-            if not (self._latching and self._seen < LATCH_WINDOW_PACKETS and self._decode is not None):
-                self._dropped_source += 1
+        latch = source != self._remote
+        if latch and not (self._latching and self._seen < LATCH_WINDOW_PACKETS and self._decode is not None):
+            self._dropped_source += 1
+            return
+        if self._srtp is not None:
+            try:
+                data = self._srtp.unprotect(data)
+            except SrtpError:
+                self._srtp_failed += 1
                 return
+        if latch:
             self._remote = source  # latched (symmetric RTP behind NAT)
         self._seen += 1
         try:
@@ -238,8 +259,10 @@ class RtpSession(asyncio.DatagramProtocol):
         # 12 bytes RtpPacket.serialize() would produce; packing it directly costs 0.6 us
         # instead of 3.5 us per packet (measured), which matters at 10k packets/s.
         self._seq = (self._seq + 1) & 0xFFFF
-        header = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, self._seq, timestamp, self._ssrc)
-        self._transport.sendto(header + payload, self._remote)  # type: ignore[union-attr]
+        packet = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, self._seq, timestamp, self._ssrc) + payload
+        if self._srtp is not None:
+            packet = self._srtp.protect(packet)
+        self._transport.sendto(packet, self._remote)  # type: ignore[union-attr]
         self._sent += 1
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> bool:
@@ -272,4 +295,5 @@ class RtpSession(asyncio.DatagramProtocol):
             received=self._received, sent=self._sent, dropped_source=self._dropped_source,
             dropped_pt=self._dropped_pt, malformed=self._malformed, dtmf=self._dtmf.digits,
             late=self._late, not_sent=self._not_sent, fifo_dropped_bytes=self._fifo.dropped_bytes,
+            srtp_failed=self._srtp_failed,
         )

@@ -27,6 +27,7 @@ from drivers.sip.inband import InbandDtmfLeg
 from drivers.sip.message import SipRequest
 from drivers.sip.prack import ReliableProvisional, requires_100rel
 from drivers.sip.reoffer import SUPPORTED, ReOffers
+from drivers.sip.sdes import local_key_for, srtp_keys
 from drivers.sip.sdp import (Direction, Negotiated, SessionDescription, build_answer, build_offer,
                              parse_answer)
 from drivers.sip.session_timer import SessionTimer
@@ -84,6 +85,7 @@ class SipCall:
         self._session_id = random.getrandbits(31)
         self._local_sdp = b""  # our answer, or (late offer) our offer until the ACK answers it
         self._offer_in_200 = False  # our 200 to an offerless re-INVITE offered: the ACK answers
+        self._srtp_key: bytes | None = None  # our SRTP master key + salt (SDES over TLS)
         self._retransmitter = None
         self._bye_pending = False
         self._dialog = DialogRequests.uas(invite, txn.conn, self.local_tag, contact)
@@ -95,7 +97,7 @@ class SipCall:
         self._offers = ReOffers(ua, self.call_id, contact=contact, call_id_owner=False,
                                 ready=lambda: self.state is CallState.CONFIRMED, dialog=lambda: self._dialog,
                                 body=self._reoffer_body, answered=self._reoffer_answered, hangup=self.hangup,
-                                spawn=self._spawn, timer=session_timer)
+                                spawn=self._spawn, timer=session_timer, secure=self.transport == "tls")
         # the caller requires 100rel: our 18x are resent until PRACKed (None: plain 18x)
         self._reliable = ReliableProvisional(txn, self.call_id, self._no_prack) if requires_100rel(txn) else None
         txn.owner = self
@@ -141,10 +143,12 @@ class SipCall:
     def _apply_media(self) -> None:
         neg, offer = self._neg, self._offer
         assert neg is not None and offer is not None
+        self._srtp_key = local_key_for(neg.crypto, self._srtp_key)  # one key per call (SDES)
         self._rtp.configure(neg.remote_host, neg.remote_port, neg.codec, neg.payload_type,
-                            neg.dtmf_payload_type, send=neg.direction.value in ("sendrecv", "sendonly"))
+                            neg.dtmf_payload_type, send=neg.direction.value in ("sendrecv", "sendonly"),
+                            srtp=srtp_keys(neg.crypto, self._srtp_key))
         self._local_sdp = build_answer(offer, neg, self._local_ip, self._rtp.local_port,
-                                       self._session_id, self._sdp_version)
+                                       self._session_id, self._sdp_version, self._srtp_key)
 
     def media_ready(self) -> None:
         """Called once the RTP socket is bound: build the answer (or our late offer), start receiving."""
@@ -367,7 +371,7 @@ class SipCall:
         self._sdp_version += 1
         assert self._offer is not None and self._neg is not None  # (re-offers wait for the ACK)
         return build_answer(self._offer, dataclasses.replace(self._neg, direction=direction), self._local_ip,
-                            self._rtp.local_port, self._session_id, self._sdp_version)
+                            self._rtp.local_port, self._session_id, self._sdp_version, self._srtp_key)
 
     def _reoffer_answered(self, answer: Negotiated | None) -> None:
         if answer is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.headers import Headers
 from drivers.sip.message import SipRequest, SipResponse, parse_message, serialize_request
+from drivers.sip.sdes import is_secure
 from drivers.sip.sdp import Negotiated, SessionDescription, negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, SessionTimer, session_timer_for
 from drivers.sip.transport import Connection
@@ -168,7 +169,7 @@ def read_reoffer(txn: ServerTransaction) -> ReOffer | None:
     try:
         timer = session_timer_for(request)
         offer = parse_sdp(request.body) if request.body else None
-        neg = negotiate(offer) if offer is not None else None
+        neg = negotiate(offer, is_secure(txn.conn)) if offer is not None else None
     except SessionIntervalTooSmall as exc:
         txn.respond(422, extra=(("Min-SE", str(exc.min_se)),))
         return None

@@ -13,13 +13,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from appliance.lines import (
-    CallerId,
-    DialFailed,
-    DialFailure,
-    HangupCause,
-    IncomingCallHandler,
-)
+from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause, IncomingCallHandler
 from drivers.sip.bindings_file import BindingsFile
 from drivers.sip.call import SipCall
 from drivers.sip.config import SipLineConfig
@@ -31,17 +25,12 @@ from drivers.sip.message import SipRequest
 from drivers.sip.outgoing import Destination, OutgoingSipCall
 from drivers.sip.qualify import Qualifier, Reachability
 from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
+from drivers.sip.sdes import is_secure
 from drivers.sip.sdp import negotiate, parse_sdp
 from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
 from drivers.sip.transport import Connection, SipTransports, route_source_ip
-from drivers.sip.trunk import (
-    TrunkFailure,
-    TrunkRegistration,
-    TrunkState,
-    TrunkStatus,
-    trunk_for_line,
-)
+from drivers.sip.trunk import TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus, trunk_for_line
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_tag
 from media.rtp import RtpSession
 
@@ -217,7 +206,7 @@ class SipLine:
             return
         try:  # no body: a late offer, we offer in the 200 (drivers.sip.call)
             offer = parse_sdp(request.body) if request.body else None
-            negotiated = negotiate(offer) if offer is not None else None
+            negotiated = negotiate(offer, is_secure(txn.conn)) if offer is not None else None
             timer = session_timer_for(request)
         except SdpError as exc:
             log.warning("SIP: INVITE from %s refused with %d: %s", request.from_addr.uri, exc.status, exc.detail)
@@ -239,7 +228,9 @@ class SipLine:
         self._calls[call.dialog_key] = call
         self._calls_total += 1
         log.info("SIP call %s: INVITE from %s (%s) to %s, %s", call.call_id, call.caller.number,
-                 request.from_addr.uri, call.called, negotiated.codec if negotiated else "no SDP (late offer)")
+                 request.from_addr.uri, call.called,
+                 "no SDP (late offer)" if negotiated is None
+                 else negotiated.codec + (f" over SRTP ({negotiated.crypto.suite})" if negotiated.crypto else ""))
         task = asyncio.get_running_loop().create_task(self._run_call(call), name=f"sip-call-{call.call_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -43,8 +43,9 @@ class ReOffers:
                  ready: Callable[[], bool], dialog: Callable[[], DialogRequests | None],
                  body: Callable[[Direction], bytes], answered: Callable[[Negotiated | None], None],
                  hangup: Callable[[HangupCause], Awaitable[None]], spawn: Callable[..., None],
-                 timer: SessionTimer | None = None) -> None:
+                 timer: SessionTimer | None = None, secure: bool = False) -> None:
         self._ua = ua
+        self._secure = secure  # the dialog's signalling is TLS: SDES keys in answers may be used
         self._label = label
         self._contact = contact
         self._owner = call_id_owner
@@ -109,7 +110,7 @@ class ReOffers:
         if 200 <= response.status < 300:
             self.direction = direction
             try:
-                answer = negotiate(parse_sdp(response.body)) if response.body else None
+                answer = negotiate(parse_sdp(response.body), self._secure) if response.body else None
             except SdpError:
                 answer = None
             self._answered(answer)

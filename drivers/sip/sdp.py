@@ -3,7 +3,8 @@
 We accept PCMU (0) and PCMA (8) and telephone-event/8000 at whatever dynamic
 payload type the offer uses, prefer the offer's own order, and always answer with
 ptime 20. Hold offers (sendonly/inactive, or the RFC 2543 ``c=0.0.0.0``) get a
-recvonly/inactive answer.
+recvonly/inactive answer. An ``RTP/SAVP`` stream (or crypto lines on ``RTP/AVP``) is
+SRTP with SDES keys when the signalling is TLS: see ``drivers.sip.sdes``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from drivers.sip.errors import SdpError
+from drivers.sip.sdes import Crypto, check_profile, choose_crypto, crypto_line
 from drivers.sip.uri import is_digits
 
 ANSWER_PTIME_MS = 20  # our frames are 20 ms (media.frames)
@@ -44,6 +46,7 @@ class MediaDescription:
     rtpmap: tuple[tuple[int, str], ...]  # (pt, "PCMA/8000")
     direction: Direction | None
     ptime: int | None
+    crypto: tuple[str, ...] = ()  # a=crypto values (SDES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class Negotiated:
     direction: Direction  # OUR direction in the answer
     remote_ptime: int | None
     media_index: int  # which m= line we accepted
+    proto: str = "RTP/AVP"  # the accepted stream's profile (RTP/SAVP: SRTP)
+    crypto: Crypto | None = None  # the far end's SRTP key and suite; None: plain RTP
 
     @property
     def on_hold(self) -> bool:
@@ -121,7 +126,7 @@ def parse_sdp(body: bytes) -> SessionDescription:
                 raise SdpError(400, f"bad m= port {value!r}")
             media.append({"media": parts[0], "port": port, "proto": parts[2],
                           "formats": tuple(parts[3:]), "connection": None, "rtpmap": [],
-                          "direction": None, "ptime": None})
+                          "direction": None, "ptime": None, "crypto": []})
         elif kind == "a":
             name, _, arg = value.partition(":")
             if name in Direction.__members__.values():
@@ -136,11 +141,13 @@ def parse_sdp(body: bytes) -> SessionDescription:
                 cur["rtpmap"].append((int(pt), enc.strip()))
             elif name == "ptime" and cur is not None and is_digits(arg.strip()):
                 cur["ptime"] = int(arg.strip())
+            elif name == "crypto" and cur is not None:
+                cur["crypto"].append(arg.strip())
     if not origin:
         raise SdpError(400, "SDP without o= line")
     mds = tuple(
         MediaDescription(m["media"], m["port"], m["proto"], m["formats"], m["connection"],
-                         tuple(m["rtpmap"]), m["direction"], m["ptime"])
+                         tuple(m["rtpmap"]), m["direction"], m["ptime"], tuple(m["crypto"]))
         for m in media
     )
     return SessionDescription(origin, s_conn, s_dir, mds)
@@ -159,10 +166,18 @@ def _codec_of(pt: int, md: MediaDescription) -> str | None:
     return STATIC_CODECS.get(pt)
 
 
-def negotiate(offer: SessionDescription) -> Negotiated:
-    """Pick the first audio stream and its first codec we support. 488 when none fits."""
+def negotiate(offer: SessionDescription, secure_signalling: bool = False) -> Negotiated:
+    """Pick the first audio stream and its first codec we support. 488 when none fits.
+    ``secure_signalling``: the SDP came over TLS, so SDES keys in it may be used."""
+    refused: SdpError | None = None  # why an SRTP stream could not be taken
     for index, md in enumerate(offer.media):
-        if md.media != "audio" or md.port == 0 or not md.proto.upper().startswith("RTP/AVP"):
+        proto = md.proto.upper()
+        if md.media != "audio" or md.port == 0 or not (proto.startswith("RTP/AVP") or proto == "RTP/SAVP"):
+            continue
+        try:
+            crypto = check_profile(proto, choose_crypto(md.crypto), secure_signalling)
+        except SdpError as exc:
+            refused = exc
             continue
         codec: tuple[str, int] | None = None
         dtmf: int | None = None
@@ -183,8 +198,9 @@ def negotiate(offer: SessionDescription) -> Negotiated:
         ours = _MIRROR[remote]
         if host in ("0.0.0.0", "::"):  # RFC 2543 hold: do not send to them
             ours = Direction.INACTIVE if ours in (Direction.INACTIVE, Direction.SENDONLY) else Direction.RECVONLY
-        return Negotiated(host, md.port, codec[0], codec[1], dtmf, ours, md.ptime, index)
-    raise SdpError(488, "no audio stream with PCMU or PCMA")
+        return Negotiated(host, md.port, codec[0], codec[1], dtmf, ours, md.ptime, index,
+                          proto="RTP/SAVP" if proto == "RTP/SAVP" else "RTP/AVP", crypto=crypto)
+    raise refused or SdpError(488, "no audio stream with PCMU or PCMA")
 
 
 def build_answer(
@@ -194,8 +210,10 @@ def build_answer(
     local_port: int,
     session_id: int,
     version: int = 1,
+    local_key: bytes | None = None,
 ) -> bytes:
-    """The answer: same number of m= lines (others rejected with port 0), RFC 3264 §6."""
+    """The answer: same number of m= lines (others rejected with port 0), RFC 3264 §6.
+    ``local_key``: our SRTP master key + salt when ``neg`` agreed SRTP."""
     family = "IP6" if ":" in local_ip else "IP4"
     lines = [
         "v=0",
@@ -211,13 +229,17 @@ def build_answer(
         fmts = [str(neg.payload_type)]
         if neg.dtmf_payload_type is not None:
             fmts.append(str(neg.dtmf_payload_type))
-        lines.append(f"m=audio {local_port} RTP/AVP {' '.join(fmts)}")
+        lines.append(f"m=audio {local_port} {neg.proto} {' '.join(fmts)}")
         lines.append(f"a=rtpmap:{neg.payload_type} {neg.codec}/8000")
         if neg.dtmf_payload_type is not None:
             lines.append(f"a=rtpmap:{neg.dtmf_payload_type} telephone-event/8000")
             lines.append(f"a=fmtp:{neg.dtmf_payload_type} 0-16")
         lines.append(f"a=ptime:{ANSWER_PTIME_MS}")
         lines.append(f"a={neg.direction.value}")
+        if neg.crypto is not None:
+            if local_key is None:
+                raise ValueError("an SRTP answer needs our key")
+            lines.append(crypto_line(neg.crypto, local_key))
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
