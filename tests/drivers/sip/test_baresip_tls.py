@@ -146,14 +146,23 @@ async def test_baresip_with_mandatory_srtp_talks_srtp_both_ways(tmp_path: Path) 
         async with asyncio.timeout(WAIT_S):
             while len(heard) < SRTP_HEARD_FRAMES:
                 await asyncio.sleep(FRAME_S)  # bounded poll of frames the call task collects
+        # our hold and resume re-offers carry our key again; the phone's answers bring its key
+        async with asyncio.timeout(WAIT_S):
+            assert await call.hold() and await call.resume()
+        resumed_at = len(heard)
+        async with asyncio.timeout(WAIT_S):
+            while len(heard) < resumed_at + SRTP_HEARD_FRAMES // 3:
+                await asyncio.sleep(FRAME_S)
         await phone.command("hangup")
         await phone.event("CALL_CLOSED")
         async with asyncio.timeout(WAIT_S):
             assert await call.wait_ended() is HangupCause.CALLER_HUNG_UP
         console = "".join(phone.output)
-    assert "RTP/SAVP" in console and "a=crypto:" in console  # its offer and our answer (SIP trace)
+    assert "RTP/SAVP" in console and console.count("a=crypto:") >= 6  # offers and answers (SIP trace)
+    assert "a=sendonly" in console  # our hold re-offer reached it
     stats = call.audio.statistics()
     assert stats.srtp_failed == 0 and stats.dropped_pt == 0 and stats.received >= SRTP_HEARD_FRAMES
+    assert abs(peak_hz(samples(b"".join(heard[resumed_at:]))) - PHONE_TONE_HZ) <= 20  # after the resume
     phone_audio = samples(b"".join(heard[10:]))  # past the start of the stream
     assert abs(peak_hz(phone_audio) - PHONE_TONE_HZ) <= 20
     assert np.sqrt(np.mean(phone_audio.astype(float) ** 2)) > 1000
