@@ -95,6 +95,11 @@ async def stop_bridge(bridge: Bridge) -> float | None:
     return stats.recorder.seconds_written if stats.recorder is not None else None
 
 
+class AnswerFailed(Exception):
+    """The line did not confirm our answer in time (a SIP caller that never acknowledges our
+    provisional or final response, a modem that does not go off-hook). The line is hung up."""
+
+
 async def hang_up(call: Hangable, cause: Any) -> None:
     """Hang up a line call (inbound or outbound), waiting a bounded time for the line to confirm."""
     try:

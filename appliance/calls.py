@@ -25,7 +25,8 @@ from appliance.ivr import TargetKind
 from appliance.ivr_config import route
 from appliance.ivr_flow import Menus
 from appliance.lines import CallGone, HangupCause, InboundCall
-from appliance.call_support import HANGUP_TIMEOUT_S, CallStore, customer_context, hang_up, save_record, start_recorder
+from appliance.call_support import (HANGUP_TIMEOUT_S, AnswerFailed, CallStore, customer_context, hang_up, save_record,
+                                    start_recorder)
 from appliance.live_call import AgentMediaDirectory, DialExternal, LiveCall
 from appliance.records import CallOutcome, CallRecord
 from appliance.transfer_requests import (
@@ -283,7 +284,12 @@ class CallCenter:
                 return None
             if not lc.line_answered and now >= answer_line_at:
                 log.info("call %s waited %.0fs in early media; answering the line to keep it up", lc.call.call_id, now - qc.enqueued_at)
-                await self.answer_line(lc)
+                try:
+                    await self.answer_line(lc)
+                except CallGone:
+                    pass  # ``ended`` completes: the caller left
+                except AnswerFailed:
+                    return None
             wake = min(deadline, answer_line_at if not lc.line_answered else deadline) - now
             stopping = asyncio.ensure_future(self._stopping.wait())
             offer_changed = asyncio.ensure_future(qc.offer_changed.wait())
@@ -305,15 +311,29 @@ class CallCenter:
                 self._set_state(lc, LiveState.OFFERED if offered else LiveState.QUEUED)
 
     async def answer_line(self, lc: LiveCall) -> None:
-        async with asyncio.timeout(ANSWER_TIMEOUT_S):
-            await lc.call.answer()
+        """Answer the caller's line. ``CallGone`` when the caller left; ``AnswerFailed`` (the line is
+        then hung up, so the caller is not left ringing) when the line did not confirm in time."""
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                await lc.call.answer()
+        except TimeoutError:
+            log.warning("call %s: line %s did not confirm our answer within %.0fs (a SIP caller that does not "
+                        "acknowledge our responses, or a modem that does not answer); hanging up. If this "
+                        "repeats, check that line's equipment or the caller's SIP settings",
+                        lc.call.call_id, lc.call.line_id, ANSWER_TIMEOUT_S)
+            lc.answer_failed = True
+            await hang_up(lc.call, HangupCause.TIMEOUT)
+            raise AnswerFailed(lc.call.call_id) from None
         lc.line_answered = True
 
     async def _end_unanswered(self, lc: LiveCall, rec: CallRecord, ended: asyncio.Future) -> None:
         call = lc.call
         self._acd.withdraw(call.call_id)
         now = time.time()
-        if ended.done():
+        if lc.answer_failed:  # the line was hung up when it did not confirm our answer
+            ended.cancel()
+            cause, outcome = HangupCause.TIMEOUT, CallOutcome.FAILED
+        elif ended.done():
             cause = ended.result()
             outcome = CallOutcome.ABANDONED
             log.info("call %s abandoned after %.1fs in queue (%s)", call.call_id, now - (rec.enqueued_at or now), cause)
@@ -338,11 +358,15 @@ class CallCenter:
         try:
             if not lc.line_answered:
                 await self.answer_line(lc)
-        except (CallGone, TimeoutError):
+        except (CallGone, AnswerFailed) as exc:
             now = time.time()
-            log.info("call %s: caller left as agent %s answered", call.call_id, agent_id)
+            failed = isinstance(exc, AnswerFailed)
+            if not failed:
+                log.info("call %s: caller left as agent %s answered", call.call_id, agent_id)
             self._acd.call_ended(agent_id, call.call_id, on_wrapup_done=lambda d: None)
-            await self.finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CALLER_HUNG_UP, ended_at=now, wait_s=now - (rec.enqueued_at or now), agent_id=agent_id))
+            await self.finish(lc, replace(rec, outcome=CallOutcome.FAILED if failed else CallOutcome.ABANDONED,
+                                          hangup_cause=HangupCause.TIMEOUT if failed else HangupCause.CALLER_HUNG_UP,
+                                          ended_at=now, wait_s=now - (rec.enqueued_at or now), agent_id=agent_id))
             return
         answered_at = time.time()
         recorder, lc.recording_path = start_recorder(self._cfg.recording.enabled, self._store, call.call_id, answered_at)

@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Protocol
 
 from appliance import ivr
 from appliance.call_events import LiveState
-from appliance.call_support import hang_up
+from appliance.call_support import AnswerFailed, hang_up
 from appliance.config import BoxConfig, QueueConfig
 from appliance.lines import CallGone, HangupCause
 from appliance.live_call import LiveCall
@@ -87,8 +87,10 @@ class Menus:
         assert lc.menu is not None
         try:
             await calls.answer_line(lc)
-        except (CallGone, TimeoutError):
-            await calls.finish(lc, replace(rec, outcome=CallOutcome.ABANDONED, hangup_cause=HangupCause.CALLER_HUNG_UP,
+        except (CallGone, AnswerFailed) as exc:
+            failed = isinstance(exc, AnswerFailed)
+            await calls.finish(lc, replace(rec, outcome=CallOutcome.FAILED if failed else CallOutcome.ABANDONED,
+                                           hangup_cause=HangupCause.TIMEOUT if failed else HangupCause.CALLER_HUNG_UP,
                                            ended_at=time.time()))
             return None
 

@@ -67,6 +67,7 @@ class LiveCall:
         self._dtmf_listeners: list[Callable[[str], None]] = []
         self.recording_path: str | None = None
         self.line_answered = False
+        self.answer_failed = False  # the line did not confirm our answer: it was hung up
         self.segment = 1
         self.transfer: str | None = None  # the transfer phase while one is in progress
         self.on_hold = False  # the agent put the caller on hold
