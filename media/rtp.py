@@ -262,7 +262,11 @@ class RtpSession(asyncio.DatagramProtocol):
         packet = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, self._seq, timestamp, self._ssrc) + payload
         if self._srtp is not None:
             packet = self._srtp.protect(packet)
-        self._transport.sendto(packet, self._remote)  # type: ignore[union-attr]
+        try:
+            self._transport.sendto(packet, self._remote)  # type: ignore[union-attr]
+        except (OSError, ValueError):  # e.g. an address of the other IP family: counted, never raised
+            self._not_sent += 1
+            return
         self._sent += 1
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> bool:

@@ -104,6 +104,10 @@ class SipCall:
 
     # ---- helpers --------------------------------------------------------------
     @property
+    def dialog(self) -> DialogRequests:
+        return self._dialog
+
+    @property
     def dialog_key(self) -> tuple[str, str, str]:
         return (self.sip_call_id, self.local_tag, self.remote_tag)
 
@@ -310,7 +314,7 @@ class SipCall:
                 is_update and self.state is CallState.ANSWERED and not self.late_offer):
             txn.respond(491 if self.state is CallState.ANSWERED else 481)  # (an offer of ours is pending)
             return
-        if self._offers.refuse_crossing(txn):
+        if self._offers.refuse_crossing(txn, self._offer_in_200):
             return
         reoffer = read_reoffer(txn)
         if reoffer is None:

@@ -69,6 +69,7 @@ class DialogRequests:
         self.conn = _next_hop_conn(conn, target, self.routes) if follow_next_hop else conn
         self._contact = contact
         self.cseq = cseq
+        self.remote_cseq: int | None = None  # the far end's last in-dialog CSeq (§12.2.2)
 
     @classmethod
     def uas(cls, invite: SipRequest, conn: Connection, local_tag: str, contact: str) -> "DialogRequests":
@@ -80,10 +81,12 @@ class DialogRequests:
                 target = str(parse_name_addr(value).uri)
         except SipSyntaxError:
             pass  # an unusable Contact: requests go back where the INVITE came from
-        return cls(call_id=invite.call_id, local=f"{invite.headers.get('To')};tag={local_tag}",
+        dialog = cls(call_id=invite.call_id, local=f"{invite.headers.get('To')};tag={local_tag}",
                    remote=invite.headers.get("From") or "", target=target,
                    routes=invite.headers.get_all("Record-Route"), conn=conn, contact=contact,
                    cseq=random.randint(1, 10000), follow_next_hop=not behind_nat(invite, conn))
+        dialog.remote_cseq = invite.cseq.number
+        return dialog
 
     @classmethod
     def uac(cls, invite: SipRequest, response: SipResponse, conn: Connection, contact: str, *,
@@ -97,6 +100,15 @@ class DialogRequests:
                    remote=response.headers.get("To") or "", target=target,
                    routes=list(reversed(response.headers.get_all("Record-Route"))), conn=conn,
                    contact=contact, cseq=invite.cseq.number, follow_next_hop=follow_next_hop)
+
+    def in_order(self, request: SipRequest) -> bool:
+        """§12.2.2: a request with a lower CSeq than the far end's last is out of order (500);
+        otherwise its CSeq becomes the last."""
+        number = request.cseq.number
+        if self.remote_cseq is not None and number < self.remote_cseq:
+            return False
+        self.remote_cseq = number
+        return True
 
     def _hostport(self) -> str:
         return self._contact.strip("<>").split("@", 1)[-1].split(";")[0].rstrip(">")

@@ -206,7 +206,8 @@ class SipLine:
             return
         try:  # no body: a late offer, we offer in the 200 (drivers.sip.call)
             offer = parse_sdp(request.body) if request.body else None
-            negotiated = negotiate(offer, is_secure(txn.conn)) if offer is not None else None
+            negotiated = (negotiate(offer, is_secure(txn.conn), 6 if ":" in self._rtp_host() else 4)
+                          if offer is not None else None)
             timer = session_timer_for(request)
         except SdpError as exc:
             log.warning("SIP: INVITE from %s refused with %d: %s", request.from_addr.uri, exc.status, exc.detail)
@@ -239,6 +240,8 @@ class SipLine:
         call = self._calls.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
         if call is None:
             txn.respond(481)
+        elif call.dialog is not None and not call.dialog.in_order(request):
+            txn.respond(500, reason="Request Out of Order")
         elif request.method == "BYE":
             call.on_bye(txn)
         elif request.method in ("INVITE", "UPDATE"):
@@ -305,10 +308,12 @@ class SipLine:
         transport = f";transport={scheme.lower()}" if scheme != "UDP" else ""
         return local_ip, f"<sip:branchline@{host}:{port}{transport}>"
 
-    def _new_rtp(self) -> RtpSession:
+    def _rtp_host(self) -> str:
         cfg = self.config
-        return RtpSession(cfg.rtp_host or (cfg.host if not self._wildcard(cfg.host) else "0.0.0.0"),
-                          port_range=cfg.rtp_port_range, latching=cfg.rtp_latching)
+        return cfg.rtp_host or (cfg.host if not self._wildcard(cfg.host) else "0.0.0.0")
+
+    def _new_rtp(self) -> RtpSession:
+        return RtpSession(self._rtp_host(), port_range=self.config.rtp_port_range, latching=self.config.rtp_latching)
 
     def _call_ended(self, call: SipCall | OutgoingSipCall) -> None:
         if self._calls.get(call.dialog_key) is call:

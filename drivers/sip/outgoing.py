@@ -366,7 +366,7 @@ class OutgoingSipCall:
         if self.state is not OutgoingState.CONFIRMED:
             txn.respond(481)
             return
-        if self._offers.refuse_crossing(txn):
+        if self._offers.refuse_crossing(txn, self._offer_in_200):
             return
         reoffer = read_reoffer(txn)
         if reoffer is None:

@@ -61,11 +61,13 @@ class ReOffers:
         self._handle: asyncio.TimerHandle | None = None
         self.closed = False  # the call ended: see close()
 
-    def refuse_crossing(self, txn: ServerTransaction) -> bool:
-        """§14.2 glare: both sides offered at once. True when ``txn`` was answered 491."""
-        if self.pending:
+    def refuse_crossing(self, txn: ServerTransaction, offer_in_200: bool = False) -> bool:
+        """§14.2 glare: both sides offered at once (our re-INVITE is out, or the offer in our 200 to
+        their offerless re-INVITE awaits its ACK). True when ``txn`` was answered 491."""
+        crossing = self.pending or offer_in_200
+        if crossing:
             txn.respond(491, extra=(("Retry-After", "1"),))
-        return self.pending
+        return crossing
 
     def _glare_wait(self) -> float:
         return random.uniform(*GLARE_OWNER_RETRY_S) if self._owner else random.uniform(0.0, GLARE_RETRY_MAX_S)

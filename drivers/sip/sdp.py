@@ -166,9 +166,21 @@ def _codec_of(pt: int, md: MediaDescription) -> str | None:
     return STATIC_CODECS.get(pt)
 
 
-def negotiate(offer: SessionDescription, secure_signalling: bool = False) -> Negotiated:
+def _media_address_problem(host: str, ip_version: int | None) -> str | None:
+    """Why we could not send RTP to ``host`` (None: we can)."""
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return f"the media address {host[:64]!r} is not an IP address (hostnames in SDP are not supported)"
+    if ip_version is not None and version != ip_version and host not in ("0.0.0.0", "::"):
+        return f"the media address {host} is IPv{version} but the box's RTP is IPv{ip_version}"
+    return None
+
+
+def negotiate(offer: SessionDescription, secure_signalling: bool = False, ip_version: int | None = None) -> Negotiated:
     """Pick the first audio stream and its first codec we support. 488 when none fits.
-    ``secure_signalling``: the SDP came over TLS, so SDES keys in it may be used."""
+    ``secure_signalling``: the SDP came over TLS, so SDES keys in it may be used.
+    ``ip_version``: our RTP socket's (4 or 6); a stream at the other family's address is unusable."""
     refused: SdpError | None = None  # why an SRTP stream could not be taken
     for index, md in enumerate(offer.media):
         proto = md.proto.upper()
@@ -194,6 +206,10 @@ def negotiate(offer: SessionDescription, secure_signalling: bool = False) -> Neg
         host = md.connection or offer.connection
         if host is None:
             raise SdpError(400, "no c= line for the audio stream")
+        problem = _media_address_problem(host, ip_version)
+        if problem is not None:
+            refused = SdpError(488, problem)
+            continue
         remote = md.direction or offer.direction or Direction.SENDRECV
         ours = _MIRROR[remote]
         if host in ("0.0.0.0", "::"):  # RFC 2543 hold: do not send to them

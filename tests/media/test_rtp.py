@@ -8,6 +8,7 @@ import struct
 
 import numpy as np
 import pytest
+import uvloop
 from aiortc.rtp import RtpPacket
 
 from media.frames import FRAME_BYTES
@@ -214,3 +215,21 @@ async def test_a_range_without_an_even_port_is_a_clear_oserror(port_range: tuple
     s = RtpSession("127.0.0.1", port_range=port_range)
     with pytest.raises(OSError, match="holds no even port"):  # the line turns the call away, no crash
         await s.start()
+
+
+async def _send_to_the_other_family() -> tuple[int, int]:
+    session = RtpSession("127.0.0.1", port_range=None)
+    await session.start()
+    try:
+        session.configure("2001:db8::5", 40000, "PCMU", 0)  # an IPv4 socket cannot send there
+        session.write_frame(bytes(FRAME_BYTES))
+        stats = session.statistics()
+        return stats.sent, stats.not_sent
+    finally:
+        session.close()
+
+
+def test_a_remote_address_of_the_other_family_is_counted_never_raised_under_uvloop() -> None:
+    """uvloop (the production loop) raises ValueError from sendto for such an address."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(_send_to_the_other_family()) == (0, 1)

@@ -93,3 +93,19 @@ def test_bad_offers(body: bytes, status: int) -> None:
     with pytest.raises(SdpError) as info:
         negotiate(parse_sdp(body))
     assert info.value.status == status
+
+
+@pytest.mark.parametrize("conn,ip_version,reason", [
+    ("c=IN IP4 pbx.example.com", None, "is not an IP address"),
+    ("c=IN IP6 2001:db8::5", 4, "is IPv6 but the box's RTP is IPv4"),
+    ("c=IN IP4 192.0.2.10", 6, "is IPv4 but the box's RTP is IPv6"),
+])
+def test_media_addresses_we_cannot_send_to_are_refused(conn: str, ip_version, reason: str) -> None:
+    with pytest.raises(SdpError) as refused:
+        negotiate(parse_sdp(sdp("m=audio 7000 RTP/AVP 0", conn=conn)), ip_version=ip_version)
+    assert refused.value.status == 488 and reason in refused.value.detail
+
+
+def test_an_ipv6_hold_address_is_still_a_hold_for_an_ipv4_box() -> None:
+    neg = negotiate(parse_sdp(sdp("m=audio 7000 RTP/AVP 0", conn="c=IN IP6 ::")), ip_version=4)
+    assert neg.on_hold
