@@ -32,7 +32,7 @@ class InbandDtmfLeg:
         self._playing = False
         self.held_back = 0  # bridge frames not sent because a digit was playing
         self._dtmf_callbacks: list[Callable[[str], None]] = []
-        rtp.on_dtmf(self._deliver_dtmf)
+        rtp.on_dtmf(self.deliver_dtmf)
 
     # ---- LegAudio ---------------------------------------------------------------
     def read_frame_nowait(self) -> bytes | None:
@@ -66,7 +66,7 @@ class InbandDtmfLeg:
     def on_dtmf(self, callback: Callable[[str], None]) -> None:
         self._dtmf_callbacks.append(callback)
 
-    def _deliver_dtmf(self, digit: str) -> None:
+    def deliver_dtmf(self, digit: str) -> None:
         for callback in self._dtmf_callbacks:
             try:
                 callback(digit)

@@ -21,6 +21,7 @@ from drivers.sip.dialling import extension_destination, trunk_destination
 from drivers.sip.digest import DigestServer
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
+from drivers.sip.info import answer_info
 from drivers.sip.message import SipRequest
 from drivers.sip.outgoing import Destination, OutgoingSipCall
 from drivers.sip.qualify import Qualifier, Reachability
@@ -250,6 +251,9 @@ class SipLine:
             call.refer_received(txn)
         elif request.method == "PRACK" and isinstance(call, SipCall):
             call.on_prack(txn)
+        elif request.method == "INFO":  # keys from PBXs that send them in INFO instead of RFC 4733
+            if (key := answer_info(txn)) is not None:
+                call.audio.deliver_dtmf(key)
         else:  # (a PRACK for an outgoing call: we never send reliable 18x there)
             txn.respond(481 if request.method == "PRACK" else 501)
 

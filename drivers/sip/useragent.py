@@ -42,11 +42,11 @@ from drivers.sip.transport import Connection
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, PRACK"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, PRACK, INFO"
 ACCEPT = "application/sdp"
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer", "replaces"})  # RFC 4028 timers, RFC 3891
 INVITE_EXTENSIONS = SUPPORTED_EXTENSIONS | {"100rel"}  # a new INVITE may require reliable 18x (drivers.sip.prack)
-DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "REFER", "PRACK"})
+DIALOG_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "REFER", "PRACK", "INFO"})
 REJECT_LOG_INTERVAL_S = 10.0  # at most one WARNING per this interval for unparseable messages
 
 
