@@ -223,6 +223,21 @@ def _serialize(start: str, headers: Headers, body: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
 
 
+def stamp_via(value: str, source: tuple[str, int]) -> str:
+    """The request's top Via as our responses carry it: ``received`` when it came from another
+    address than its sent-by (§18.2.1) or asked for ``rport``, and ``rport`` filled in with the
+    source port (RFC 3581), so a phone behind NAT learns the address we see."""
+    head, *params = [p.strip() for p in value.split(";")]
+    host = parse_via(value).host.strip("[]")
+    wants_rport = any(p.split("=")[0].strip().lower() == "rport" for p in params)
+    kept = [p for p in params if p.split("=")[0].strip().lower() not in ("rport", "received")]
+    if wants_rport:
+        kept.append(f"rport={source[1]}")
+    if wants_rport or host != source[0]:
+        kept.append(f"received={source[0]}")
+    return ";".join([head, *kept])
+
+
 def response_bytes(
     request: SipRequest,
     status: int,
@@ -231,9 +246,13 @@ def response_bytes(
     to_tag: str | None = None,
     extra: tuple[tuple[str, str], ...] = (),
     body: bytes = b"",
+    source: tuple[str, int] | None = None,
 ) -> bytes:
-    """A response to ``request`` (§8.2.6.2): copies Via/From/Call-ID/CSeq, To with our tag."""
+    """A response to ``request`` (§8.2.6.2): copies Via/From/Call-ID/CSeq, To with our tag.
+    ``source``: where the request came from, stamped into the top Via (``stamp_via``)."""
     items: list[tuple[str, str]] = [("Via", v) for v in request.headers.get_all("Via")]
+    if source is not None and items:
+        items[0] = ("Via", stamp_via(items[0][1], source))
     items.append(("From", request.headers.get("From") or ""))
     to_value = request.headers.get("To") or ""
     if to_tag and request.to_addr.tag is None and status != 100:

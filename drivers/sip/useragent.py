@@ -100,7 +100,7 @@ class ServerTransaction(_Running):
                 extra: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> bytes | None:
         """Send a response; returns its bytes, or None when the transaction is past that point."""
         data = response_bytes(self.request, status, reason, to_tag=to_tag,
-                              extra=(("Server", self.ua.server_name),) + extra, body=body)
+                              extra=(("Server", self.ua.server_name),) + extra, body=body, source=self.conn.peer)
         try:
             actions = self.core.send_response(status, data, self.ua.now())
         except TransactionError as exc:

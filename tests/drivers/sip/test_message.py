@@ -12,6 +12,7 @@ from drivers.sip.message import (
     error_response,
     parse_message,
     response_bytes,
+    stamp_via,
 )
 from drivers.sip.uri import parse_name_addr, parse_uri
 
@@ -240,3 +241,19 @@ def test_mutated_request_only_raises_parse_errors(pos: int, junk: bytes) -> None
         error_response(err, "t", "Branchline")
     else:
         assert isinstance(result, (SipRequest, SipResponse))
+
+
+@pytest.mark.parametrize("via,source,expected", [
+    ("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKa;rport", ("203.0.113.7", 40123),
+     "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKa;rport=40123;received=203.0.113.7"),
+    ("SIP/2.0/UDP 192.0.2.10:5060;rport;branch=z9hG4bKa", ("192.0.2.10", 5060),  # asked: received even if equal
+     "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKa;rport=5060;received=192.0.2.10"),
+    ("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa", ("203.0.113.7", 5060),  # §18.2.1: sent-by differs
+     "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa;received=203.0.113.7"),
+    ("SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKa", ("127.0.0.1", 40000),  # same host: untouched
+     "SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKa"),
+    ("SIP/2.0/UDP [2001:db8::5]:5060;branch=z9hG4bKa;rport;received=1.2.3.4", ("2001:db8::9", 5062),
+     "SIP/2.0/UDP [2001:db8::5]:5060;branch=z9hG4bKa;rport=5062;received=2001:db8::9"),
+])
+def test_our_responses_stamp_the_top_via_with_what_we_saw(via: str, source, expected: str) -> None:
+    assert stamp_via(via, source) == expected
