@@ -4,8 +4,11 @@ An agent whose config names a ``phone`` extension can switch between the two in 
 console. With the desk phone chosen, every offer the ACD makes to the agent rings the
 phone (the customer's number shown as caller ID): picking up accepts the offer, declining
 (busy/decline on the phone) rejects it, and the ACD's ring timeout or the caller leaving
-cancels the ringing. Once the agent's call ends the box hangs the phone up; when the agent
-puts the handset down first, the call ends as an agent hang-up.
+cancels the ringing. A phone that cannot be rung or fails the call (it picks up without usable
+audio, answers 404/5xx or nothing) ends the offer at once: the caller moves on, the agent is
+paused with the reason (not as a missed offer) and a WARNING tells the site admin what to
+check. Once the agent's call ends the box hangs the phone up; when the agent puts the handset
+down first, the call ends as an agent hang-up.
 
 The phone's own Transfer key works too: a blind transfer (REFER) to an agent's id or desk
 phone extension, a queue id or a number is handed to the call's transfer machinery
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PHONE_HANGUP_TIMEOUT_S = 5.0  # a LAN phone answers a BYE/CANCEL in milliseconds; then we give up on it
 PHONE_DOWN_PAUSE = "desk phone not reachable"  # the pause reason when an offer cannot ring the phone
+PHONE_NO_AUDIO_PAUSE = "desk phone failed: answered without audio"  # it picked up with no usable SDP
 PHONE_RING_TIMEOUT_S = 30.0  # click-to-dial: the agent's own phone must be picked up within this
 TRANSFER_BYE_GRACE_S = 2.0  # after a REFER succeeds the phone sends its BYE (RFC 5589) within ms; then we do
 
@@ -66,6 +70,37 @@ class PhoneLine(Protocol):
 class BrowserMedia(Protocol):
     def media_for(self, agent_id: str) -> LegAudio | None: ...
     async def wait_reconnected(self, agent_id: str, old: LegAudio, timeout: float) -> LegAudio | None: ...
+
+
+_CHECK_NETWORK = "Check that the phone is on, signed in and connected to the network."
+_CHECK_CODECS = "Check the phone's audio codec / SDP settings: PCMU or PCMA must be enabled."
+_CHECK_LINE = "Check the SIP line's status and the log lines before this one."
+
+
+@dataclass(frozen=True, slots=True)
+class _PhoneFault:
+    """Why a desk phone cannot take the agent's calls: for the agent's pause and the site admin's log."""
+
+    pause: str  # the agent's pause reason, shown in the console
+    what: str  # what happened, after "desk phone <extension>"
+    advice: str  # what the site admin should check
+
+
+def _phone_fault(exc: DialFailed, *, rang: bool) -> _PhoneFault | None:
+    """The fault a failed ring shows (``rang``: the phone was rung, else the line refused to ring it);
+    None when it shows none: the agent declined or did not pick up, or the box cancelled the ringing."""
+    what = f"failed the call: {exc}" if rang else f"cannot be rung: {exc}"
+    if exc.reason in (DialFailure.LINE_DOWN, DialFailure.UNREACHABLE):
+        # unregistered, not answering OPTIONS, its connection closed; a 404/5xx or no response at all
+        return _PhoneFault(PHONE_DOWN_PAUSE, what, _CHECK_NETWORK)
+    if not rang:  # the SIP line itself cannot place the call (all its calls up, no RTP port)
+        return _PhoneFault(PHONE_DOWN_PAUSE, what, _CHECK_LINE)
+    if exc.reason is not DialFailure.ERROR:
+        return None
+    if "SDP" in exc.detail:  # drivers/sip: "answered without SDP", "unusable SDP answer: ..."
+        return _PhoneFault(PHONE_NO_AUDIO_PAUSE, f"picked up without usable audio ({exc.detail}), so the box hung up",
+                           _CHECK_CODECS)
+    return _PhoneFault(f"desk phone failed: {exc.detail or exc.reason}", what, _CHECK_CODECS)  # e.g. 488
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -256,12 +291,8 @@ class AgentDevices:
             return
         try:
             call = await line.dial_extension(extension, CallerId(offer.caller_number, offer.customer_name or offer.caller_name))
-        except DialFailed as exc:
-            # the phone went away (unregistered, not answering OPTIONS) since the agent went
-            # available: offering again would fail again, so the caller moves on and the agent pauses
-            log.warning("agent %s: cannot ring desk phone %s: %s; pausing the agent", agent_id, extension, exc)
-            with contextlib.suppress(AcdError):
-                self._acd.pause(agent_id, PHONE_DOWN_PAUSE)
+        except DialFailed as exc:  # the phone went away since the agent went available
+            self._phone_failed(offer, extension, _phone_fault(exc, rang=False))
             return
         entry = _PhoneLeg(call, offer.call_id)
         self._legs[agent_id] = entry
@@ -275,6 +306,8 @@ class AgentDevices:
                 log.info("agent %s declined call %s on the desk phone", agent_id, offer.call_id)
                 with contextlib.suppress(AcdError):
                     self._acd.reject(agent_id, offer.call_id)
+            else:
+                self._phone_failed(offer, extension, _phone_fault(exc, rang=True))
             return
         except TimeoutError:
             await self._drop_leg(agent_id, HangupCause.TIMEOUT)
@@ -292,6 +325,16 @@ class AgentDevices:
         log.info("agent %s answered call %s on desk phone %s", agent_id, offer.call_id, extension)
         entry.watcher = self._spawn(self._watch_phone(agent_id, entry), f"phone-watch:{agent_id}")
         self._follow_phone_keys(agent_id, call)
+
+    def _phone_failed(self, offer: OfferMade, extension: str, fault: _PhoneFault | None) -> None:
+        """The phone would fail the next offer the same way: the offer ends now, the caller moves
+        on, and the agent pauses with the reason (not "missed offer": nobody let it ring)."""
+        if fault is None:
+            return
+        log.warning("agent %s: desk phone %s %s; the offer of call %s ends at once and the agent is paused (%s). %s",
+                    offer.agent_id, extension, fault.what, offer.call_id, fault.pause, fault.advice)
+        with contextlib.suppress(AcdError):
+            self._acd.pause(offer.agent_id, fault.pause)
 
     def _follow_phone_keys(self, agent_id: str, call: OutboundCall) -> None:
         """The phone's Hold key (its re-INVITE holding us) holds the customer as the console's Hold

@@ -128,9 +128,12 @@ class Acd:
         if agent.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
             self._pause_after_wrapup[agent_id] = reason  # applied when wrap-up ends
             return
-        if agent.state is AgentState.RESERVED:
+        offered = agent.state is AgentState.RESERVED
+        if offered:
             self._end_offer_for_agent(agent, "rejected")
         self._move(agent, AgentState.PAUSED, reason=reason)
+        if offered:
+            self._dispatch()  # the caller goes to the next available agent now, as after a reject
 
     def logout(self, agent_id: str) -> None:
         agent = self._agent(agent_id)

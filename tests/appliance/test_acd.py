@@ -170,6 +170,22 @@ async def test_pause_during_call_applies_after_wrapup() -> None:
     acd.close()
 
 
+async def test_pausing_while_an_offer_rings_moves_the_call_to_the_next_agent_at_once() -> None:
+    hub, clock = Hub(), Clock()
+    sub = hub.topic("acd").subscribe()
+    acd = make_acd(hub, clock)  # ring timeout 5 s: the next offer must not wait for it
+    go_available(acd, clock, "alice", "bob")
+    acd.enqueue(call("c1", clock.t))
+    assert (await next_of(sub, OfferMade)).agent_id == "alice"
+    acd.pause("alice", "desk phone failed: answered without audio")
+    ended = await next_of(sub, OfferEnded)
+    assert (ended.agent_id, ended.reason) == ("alice", "rejected")
+    assert acd.snapshot("bob").state is AgentState.RESERVED and acd.snapshot("bob").call_id == "c1"
+    alice = acd.snapshot("alice")
+    assert alice.state is AgentState.PAUSED and alice.pause_reason == "desk phone failed: answered without audio"
+    acd.close()
+
+
 async def test_reject_offers_next_agent_not_the_same_one() -> None:
     hub, clock = Hub(), Clock()
     sub = hub.topic("acd").subscribe()

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
 from appliance.acd.agent import AgentState
 from appliance.acd.events import AgentChanged
 from appliance.acd.router import Acd, QueuedCall
-from appliance.agent_devices import AgentDevices, Device, DeviceError
-from appliance.hub import Hub
+from appliance.agent_devices import PHONE_DOWN_PAUSE, AgentDevices, Device, DeviceError
+from appliance.hub import Hub, Subscription
 from appliance.lines import CallerId, DialFailed, DialFailure, HangupCause
 from drivers.sip import qualify
 from drivers.sip.line import SipLine, SipLineConfig
+from drivers.sip.message import response_bytes
 from tests.appliance.test_outbound import FakeCall, FakeLeg
+from tests.drivers.sip.outgoing_peer import reply
 from tests.drivers.sip.peer import SipPeer
 from tests.drivers.sip.test_line_security import USERS
 from tests.drivers.sip.test_qualify import answer, barrier, next_options, sign_in
@@ -87,6 +90,18 @@ async def rung(phone: FakePhoneLine, count: int) -> FakeCall:
             phone.rung.clear()
             await phone.rung.wait()
     return phone.calls[count - 1]
+
+
+def offer_c1(hub: Hub, acd: Acd, devices: AgentDevices) -> Subscription:
+    """Alice on her desk phone, then bob on the console, go available (alice has been idle
+    longest, so her phone is rung first) and call c1 arrives. Returns the ACD events from then on."""
+    devices.set_device("alice", "phone")
+    for a in ("alice", "bob"):
+        acd.login(a)
+        acd.set_available(a)
+    sub = hub.topic("acd").subscribe(maxsize=256)
+    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    return sub
 
 
 async def test_switching_to_the_phone_needs_a_configured_and_registered_extension() -> None:
@@ -174,12 +189,7 @@ async def test_offer_rings_the_phone_and_picking_up_answers_then_the_box_hangs_u
 async def test_declining_on_the_phone_rejects_the_offer_and_it_moves_on() -> None:
     hub, acd, phone, devices, _ = await setup()
     phone.registered.add("201")
-    devices.set_device("alice", "phone")
-    for a in ("alice", "bob"):
-        acd.login(a)
-        acd.set_available(a)
-    sub = hub.topic("acd").subscribe(maxsize=256)
-    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
+    sub = offer_c1(hub, acd, devices)
     first = acd.snapshot("alice").state is AgentState.RESERVED
     if not first:  # bob was longer idle: let him reject so that alice's phone rings
         acd.reject("bob", "c1")
@@ -292,20 +302,79 @@ async def test_the_phones_hold_key_holds_the_customer_until_it_resumes() -> None
 
 
 async def test_a_phone_that_cannot_be_rung_pauses_the_agent_and_the_caller_moves_on() -> None:
-    hub, acd, phone, devices, hung_up = await setup()
+    hub, acd, phone, devices, _ = await setup(ring=30.0)
     phone.registered.add("201")
-    devices.set_device("alice", "phone")
-    acd.login("alice")
-    acd.set_available("alice")
 
     async def dead_phone(extension: str, caller: CallerId | None = None) -> None:
         raise DialFailed(DialFailure.LINE_DOWN, "extension 201 is not reachable: no answer to OPTIONS for 5 s")
 
     phone.dial_extension = dead_phone  # type: ignore[method-assign]  # it stopped answering since
-    sub = hub.topic("acd").subscribe(maxsize=256)
-    acd.enqueue(QueuedCall("c1", "q", CallerId("+447700900123"), "sip", enqueued_at=0.0))
-    await wait_state(sub, "alice", AgentState.PAUSED)
+    sub = offer_c1(hub, acd, devices)
+    await wait_state(sub, "bob", AgentState.RESERVED)  # at once, not after alice's ring timeout
     snap = acd.snapshot("alice")
-    assert snap.pause_reason == "desk phone not reachable"
-    assert [c.call_id for c in acd.waiting("q")] == ["c1"]  # the caller waits for another agent
+    assert (snap.state, snap.pause_reason) == (AgentState.PAUSED, "desk phone not reachable")
+    assert [c.call_id for c in acd.waiting("q")] == ["c1"] and acd.snapshot("bob").call_id == "c1"
     await devices.stop()
+
+
+def phone_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "appliance.agent_devices" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("failure, pause", [
+    (DialFailure.ERROR, "desk phone failed: scripted"),  # e.g. a 488: the phone refused every codec we offered
+    (DialFailure.UNREACHABLE, PHONE_DOWN_PAUSE),  # a 404/5xx from the phone, or no response at all
+])
+async def test_a_phone_failing_while_it_rings_pauses_the_agent_and_the_caller_moves_on_at_once(
+        failure: DialFailure, pause: str, caplog: pytest.LogCaptureFixture) -> None:
+    hub, acd, phone, devices, _ = await setup(ring=30.0)  # far beyond every wait below
+    phone.registered.add("201")
+    sub = offer_c1(hub, acd, devices)
+    ring = await rung(phone, 1)
+    assert acd.snapshot("alice").state is AgentState.RESERVED
+    ring.outcome.set_result(failure)
+    await wait_state(sub, "bob", AgentState.RESERVED)  # the caller does not wait for alice's ring timeout
+    assert acd.snapshot("bob").call_id == "c1"
+    alice = acd.snapshot("alice")
+    assert (alice.state, alice.pause_reason) == (AgentState.PAUSED, pause)
+    (warning,) = phone_warnings(caplog)
+    assert "agent alice" in warning and "desk phone 201" in warning and "scripted" in warning, warning
+    await devices.stop()
+
+
+async def test_a_desk_phone_answering_without_sdp_is_not_a_missed_offer(caplog: pytest.LogCaptureFixture) -> None:
+    """The tester's phone: its 200 OK to the box's INVITE carries no SDP. The box ACKs and BYEs
+    it; the caller goes to bob at once, alice pauses for a phone fault (not "missed offer", though
+    RONA is on) and the admin reads what to fix."""
+
+    async def no_calls(call: object) -> None:
+        raise AssertionError("no INVITE expected")
+
+    line = SipLine(SipLineConfig(host="127.0.0.1", port=0, rtp_port_range=None, users=USERS, qualify_s=0), no_calls)
+    await line.start()
+    desk = await SipPeer(("127.0.0.1", line.udp_port)).open()
+    hub = Hub()
+    acd = Acd(agents=[("alice", "Alice", ("q",)), ("bob", "Bob", ("q",))], queues=["q"], ring_timeout_s=15,
+              wrapup_s=30, pause_on_missed_offer=True, publish=hub.topic("acd").publish)
+    devices = AgentDevices(acd, hub.topic("acd"), Browser(), lambda: line, {"alice": "201", "bob": ""}.get)
+    devices.start()
+    try:
+        await sign_in(desk)
+        sub = offer_c1(hub, acd, devices)
+        invite = await desk.next_request("INVITE")
+        desk.send(reply(invite, 200, contact=f"<sip:201@127.0.0.1:{desk.port}>"))  # picked up: no SDP
+        await desk.next_request("ACK")
+        bye = await desk.next_request("BYE")
+        desk.send(response_bytes(bye, 200))
+        await wait_state(sub, "bob", AgentState.RESERVED)  # well within the 15 s ring timeout
+        assert acd.snapshot("bob").call_id == "c1"
+        alice = acd.snapshot("alice")
+        assert (alice.state, alice.pause_reason) == (AgentState.PAUSED, "desk phone failed: answered without audio")
+        (warning,) = phone_warnings(caplog)
+        for part in ("agent alice", "desk phone 201", "without SDP", "PCMU or PCMA"):
+            assert part in warning, warning
+    finally:
+        await devices.stop()
+        acd.close()
+        desk.close()
+        await line.stop()
