@@ -198,9 +198,6 @@ class DigestServer:
         self._secret = secret or secrets.token_bytes(32)
         self._nonces: OrderedDict[str, int] = OrderedDict()  # nonce -> highest nc accepted
 
-    def knows(self, username: str) -> bool:
-        return username in self._users
-
     # ---- nonces ---------------------------------------------------------------------------
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:16]

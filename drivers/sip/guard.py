@@ -3,9 +3,11 @@
 Every message from a source IP first asks ``admit(ip, now)``: a banned source, or one
 over its token-bucket rate, is dropped without an answer (a real UA retransmits over
 UDP; a scanner learns nothing). The SIP layers report ``failure(ip, reason, now)`` for
-a failed authentication, a REGISTER for an unknown user, or a malformed message; the
-``ban_after`` th failure within ``failure_window_s`` bans the source for ``ban_s``,
-logged once at WARNING. Trusted networks (a carrier trunk) are never limited.
+a failed authentication, a REGISTER sweep that leaves its challenges unanswered (the
+same count whether the user exists or not, see ``drivers.sip.registrar``), an INVITE
+for a number we do not serve, or a malformed message; the ``ban_after`` th failure
+within ``failure_window_s`` bans the source for ``ban_s``, logged once at WARNING.
+Trusted networks (a carrier trunk) are never limited.
 
 The tables are bounded: the least recently seen source is forgotten first, so a
 spoofed-address flood costs memory of at most ``MAX_TRACKED_SOURCES`` entries.

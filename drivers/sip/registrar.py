@@ -7,9 +7,17 @@ address of record is the To user and must be the authenticated user. An unknown
 user and a wrong password get the same answers (401 without credentials, 403 with),
 so extensions cannot be enumerated. Credentials whose digest ``uri`` is not the
 Request-URI (RFC 2617 §3.2.2.5) get that same 403 and count as a failure.
+
+What counts against the source never depends on whether the user exists, or a scanner
+could tell extensions apart by how many attempts it gets before the ban. A 403 always
+counts. A 401 counts once the source address (IP and port) holds more than
+``FREE_UNANSWERED_CHALLENGES`` challenges it has not answered: a phone answers its
+challenge at once (and never pays), a sweep without credentials never does. Any answer the
+digest can judge (right or wrong, and a wrong one is a 403) clears the address's count.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from drivers.sip.digest import DigestServer, Verdict
@@ -18,6 +26,10 @@ from drivers.sip.message import SipRequest
 from drivers.sip.uri import is_digits, parse_name_addr
 
 MAX_BINDINGS_PER_AOR = 10  # phones per extension (desk phone, softphone, DECT base, ...)
+# Challenges an address may leave unanswered before each further one counts as a failure: a phone
+# registering several accounts at once from one socket, a client resending before our 401 arrives.
+FREE_UNANSWERED_CHALLENGES = 5
+MAX_CHALLENGED_ADDRESSES = 4096  # addresses with unanswered challenges remembered (bounded against floods)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,7 @@ class Registrar:
         self.auth = auth
         self.config = config
         self.location = LocationService()
+        self._unanswered: OrderedDict[tuple[str, int], int] = OrderedDict()  # address -> challenges
 
     def _challenge(self, now: float, *, stale: bool = False, failure: str | None = None,
                    user: str | None = None) -> RegisterOutcome:
@@ -100,15 +113,25 @@ class Registrar:
         aor = request.to_addr.uri.user or ""
         result = self.auth.check(request.headers.get("Authorization"), "REGISTER", now, request.uri)
         if result.verdict is Verdict.CHALLENGE:
-            unknown = None if self.auth.knows(aor) else f"REGISTER for unknown user {aor[:32]!r}"
-            return self._challenge(now, failure=unknown, user=aor)
-        if result.verdict is Verdict.STALE:
+            return self._challenge(now, failure=self._challenged(source, aor), user=aor)
+        self._unanswered.pop(source, None)  # answered (a stale nonce too): judged by the verdict from here on
+        if result.verdict is Verdict.STALE:  # the right password on an old nonce
             return self._challenge(now, stale=True, user=aor)
         if result.verdict is Verdict.FAILED:
             return RegisterOutcome(403, None, (), f"{result.reason} for {(result.username or '')[:32]!r}", aor)
         if result.username != aor:
             return RegisterOutcome(403, None, (), f"user {result.username!r} tried to register {aor[:32]!r}", aor)
         return self._update(request, aor, source, transport, now)
+
+    def _challenged(self, source: tuple[str, int], aor: str) -> str | None:
+        """One more challenge for ``source`` to answer; the failure to report once it holds too many."""
+        count = self._unanswered.pop(source, 0) + 1
+        self._unanswered[source] = count  # most recently challenged last
+        if len(self._unanswered) > MAX_CHALLENGED_ADDRESSES:
+            self._unanswered.popitem(last=False)
+        if count <= FREE_UNANSWERED_CHALLENGES:
+            return None
+        return f"REGISTER for {aor[:32]!r} without usable credentials ({count} challenges unanswered)"
 
     def _expires_header(self, request: SipRequest) -> int | None:
         text = request.headers.get("Expires")

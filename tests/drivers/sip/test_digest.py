@@ -55,6 +55,21 @@ def test_unknown_user_and_wrong_password_are_the_same_verdict() -> None:
     assert (wrong.reason, unknown.reason) == ("wrong password", "unknown user")
 
 
+def test_unknown_user_costs_the_same_digest_computation_as_a_wrong_password(monkeypatch) -> None:
+    server = DigestServer("branchline", {"201": "s3cret"})
+    answers = {user: _answer(server, 0.0, user, "guess", "SHA-256") for user in ("201", "999")}
+    computed: list[str] = []
+
+    def counting(*args: str, **kw: str) -> str:
+        computed.append(args[1])  # the username
+        return digest_response(*args, **kw)
+
+    monkeypatch.setattr(digest, "digest_response", counting)
+    for answer in answers.values():
+        assert server.check(answer, "REGISTER", 0.0).verdict is Verdict.FAILED
+    assert computed == ["201", "999"]  # the unknown user is hashed too (against a dummy password)
+
+
 def test_nonce_count_replay_is_refused_and_higher_count_accepted() -> None:
     server = DigestServer("branchline", {"201": "s3cret"})
     challenge = pick_challenge(list(server.challenges(0.0)))
