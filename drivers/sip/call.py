@@ -19,6 +19,7 @@ import uuid
 from typing import Callable
 
 from appliance.lines import CallGone, HangupCause, LineKind
+from drivers.sip.body import sdp_in
 from drivers.sip.call_state import ALLOWED, DEFAULT_REJECT_STATUS, REJECT_STATUS, CallState
 from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
 from drivers.sip.errors import SdpError
@@ -270,9 +271,9 @@ class SipCall:
         """The ACK's answer to the offer in our 200. Without a usable one the session cannot
         exist: we end the call with a BYE (RFC 3261 §13.2.1, §14.1)."""
         try:
-            if not ack.body:
+            if not (sdp := sdp_in(ack)):
                 raise SdpError(400, "the ACK carries no SDP answer")
-            self._offer, self._neg = parse_answer(ack.body)
+            self._offer, self._neg = parse_answer(sdp)
         except SdpError as exc:
             log.warning("SIP call %s from %s: INVITE without SDP and %s; ending the call with BYE. "
                         "Check the caller's media settings (it must answer our PCMU/PCMA offer in the ACK).",
@@ -288,7 +289,7 @@ class SipCall:
         """The ACK's answer to the offer in our 200 to an offerless re-INVITE (§14.2). An unusable
         one would have us BYE (§14.1); keeping the media we had is kinder to the caller."""
         try:
-            self._offer, self._neg = parse_answer(ack.body)
+            self._offer, self._neg = parse_answer(sdp_in(ack))
         except SdpError as exc:
             log.warning("SIP call %s: unusable answer in the ACK of a re-INVITE (%s); media unchanged",
                         self.call_id, exc.detail)

@@ -14,9 +14,11 @@ UPDATE from the far end for either kind of call.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 
+from drivers.sip.body import UnsupportedBody, sdp_of_request
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.headers import Headers
 from drivers.sip.message import SipRequest, SipResponse, parse_message, serialize_request
@@ -26,6 +28,8 @@ from drivers.sip.session_timer import SessionIntervalTooSmall, SessionTimer, ses
 from drivers.sip.transport import Connection
 from drivers.sip.uri import is_digits, parse_name_addr
 from drivers.sip.useragent import ServerTransaction, UserAgent, new_branch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,29 +171,37 @@ class DialogRequests:
 
 @dataclass(frozen=True, slots=True)
 class ReOffer:
-    """A re-INVITE/UPDATE we can accept: its SDP offer (None: none in it) and session timer."""
+    """An INVITE/re-INVITE/UPDATE we can accept: its SDP offer (None: none in it) and session timer."""
 
     offer: SessionDescription | None
     negotiated: Negotiated | None
     timer: SessionTimer | None
 
 
-def read_reoffer(txn: ServerTransaction) -> ReOffer | None:
-    """Parse the far end's re-INVITE/UPDATE; when it cannot be accepted answer it (400, 422, 488)
-    and return None."""
+def read_reoffer(txn: ServerTransaction, *, ip_version: int | None = None, to_tag: str | None = None) -> ReOffer | None:
+    """Read the far end's offer in an INVITE (``to_tag``: ours for a new dialog), re-INVITE or
+    UPDATE; when it cannot be accepted answer it (400, 415, 422, 488), log why and return None.
+    ``ip_version``: our RTP socket's, when known (``sdp.negotiate``)."""
     request = txn.request
     try:
         timer = session_timer_for(request)
-        offer = parse_sdp(request.body) if request.body else None
-        neg = negotiate(offer, is_secure(txn.conn)) if offer is not None else None
+        sdp = sdp_of_request(request)  # SDP, or the SDP part of a SIP-I multipart body
+        offer = parse_sdp(sdp) if sdp else None
+        neg = negotiate(offer, is_secure(txn.conn), ip_version) if offer is not None else None
     except SessionIntervalTooSmall as exc:
-        txn.respond(422, extra=(("Min-SE", str(exc.min_se)),))
+        txn.respond(422, to_tag=to_tag, extra=(("Min-SE", str(exc.min_se)),))
         return None
-    except SipSyntaxError:
-        txn.respond(400)
+    except SipSyntaxError as exc:
+        txn.respond(400, reason=f"Bad Request ({str(exc)[:60]})", to_tag=to_tag)
         return None
     except SdpError as exc:
-        txn.respond(exc.status)
+        log.warning("SIP: %s from %s refused with %d: %s", request.method, request.from_addr.uri, exc.status,
+                    exc.detail)
+        txn.respond(exc.status, to_tag=to_tag)
+        return None
+    except UnsupportedBody as exc:
+        log.info("SIP: %s from %s refused with 415: %s", request.method, request.from_addr.uri, exc.detail)
+        txn.respond(415, to_tag=to_tag, extra=exc.headers)
         return None
     return ReOffer(offer, neg, timer)
 

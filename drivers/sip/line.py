@@ -18,17 +18,14 @@ from drivers.sip.bindings_file import BindingsFile
 from drivers.sip.call import SipCall
 from drivers.sip.config import SipLineConfig
 from drivers.sip.dialling import extension_destination, trunk_destination
+from drivers.sip.dialog import read_reoffer
 from drivers.sip.digest import DigestServer
-from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.info import answer_info
 from drivers.sip.message import SipRequest
 from drivers.sip.outgoing import Destination, OutgoingSipCall
 from drivers.sip.qualify import Qualifier, Reachability
 from drivers.sip.registrar import Binding, Registrar, RegistrarConfig
-from drivers.sip.sdes import is_secure
-from drivers.sip.sdp import negotiate, parse_sdp
-from drivers.sip.session_timer import SessionIntervalTooSmall, session_timer_for
 from drivers.sip.tls import resolve_files, server_context
 from drivers.sip.transport import Connection, SipTransports, route_source_ip
 from drivers.sip.trunk import TrunkFailure, TrunkRegistration, TrunkState, TrunkStatus, trunk_for_line
@@ -201,25 +198,11 @@ class SipLine:
         if not self._accepting or self.active_calls >= MAX_CALLS:
             txn.respond(503, to_tag=new_tag(), extra=(("Retry-After", "30"),))
             return
-        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if request.body and ctype != "application/sdp":
-            txn.respond(415, to_tag=new_tag(), extra=(("Accept", "application/sdp"),))
+        # no SDP: a late offer, we offer in the 200 (drivers.sip.call)
+        read = read_reoffer(txn, ip_version=6 if ":" in self._rtp_host() else 4, to_tag=new_tag())
+        if read is None:
             return
-        try:  # no body: a late offer, we offer in the 200 (drivers.sip.call)
-            offer = parse_sdp(request.body) if request.body else None
-            negotiated = (negotiate(offer, is_secure(txn.conn), 6 if ":" in self._rtp_host() else 4)
-                          if offer is not None else None)
-            timer = session_timer_for(request)
-        except SdpError as exc:
-            log.warning("SIP: INVITE from %s refused with %d: %s", request.from_addr.uri, exc.status, exc.detail)
-            txn.respond(exc.status, to_tag=new_tag())
-            return
-        except SessionIntervalTooSmall as exc:
-            txn.respond(422, to_tag=new_tag(), extra=(("Min-SE", str(exc.min_se)),))
-            return
-        except SipSyntaxError as exc:
-            txn.respond(400, reason=f"Bad Request ({str(exc)[:60]})", to_tag=new_tag())
-            return
+        offer, negotiated, timer = read.offer, read.negotiated, read.timer
         cfg = self.config
         local_ip, contact = self._local_contact(txn.conn)
         rtp = self._new_rtp()

@@ -16,6 +16,7 @@ import random
 from typing import Awaitable, Callable
 
 from appliance.lines import HangupCause
+from drivers.sip.body import sdp_in
 from drivers.sip.dialog import DialogRequests
 from drivers.sip.errors import SdpError
 from drivers.sip.sdp import Direction, Negotiated, negotiate, parse_sdp
@@ -112,7 +113,7 @@ class ReOffers:
         if 200 <= response.status < 300:
             self.direction = direction
             try:
-                answer = negotiate(parse_sdp(response.body), self._secure) if response.body else None
+                answer = negotiate(parse_sdp(sdp), self._secure) if (sdp := sdp_in(response)) else None
             except SdpError:
                 answer = None
             self._answered(answer)
