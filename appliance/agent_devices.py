@@ -97,7 +97,7 @@ def _phone_fault(exc: DialFailed, *, rang: bool) -> _PhoneFault | None:
         return _PhoneFault(PHONE_DOWN_PAUSE, what, _CHECK_LINE)
     if exc.reason is not DialFailure.ERROR:
         return None
-    if "SDP" in exc.detail:  # drivers/sip: "answered without SDP", "unusable SDP answer: ..."
+    if exc.no_media:  # it picked up with no SDP, or an SDP answer we cannot use
         return _PhoneFault(PHONE_NO_AUDIO_PAUSE, f"picked up without usable audio ({exc.detail}), so the box hung up",
                            _CHECK_CODECS)
     return _PhoneFault(f"desk phone failed: {exc.detail or exc.reason}", what, _CHECK_CODECS)  # e.g. 488

@@ -110,10 +110,11 @@ class DialFailure(StrEnum):
 class DialFailed(Exception):
     """An outbound call did not reach the answered state; ``detail`` is one operator-readable line."""
 
-    def __init__(self, reason: DialFailure, detail: str = "") -> None:
+    def __init__(self, reason: DialFailure, detail: str = "", *, no_media: bool = False) -> None:
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail
+        self.no_media = no_media  # the far end picked up but offered no audio we can use (no/bad SDP)
 
 
 class OutboundCall(Protocol):

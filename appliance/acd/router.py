@@ -139,11 +139,14 @@ class Acd:
         agent = self._agent(agent_id)
         if agent.state is AgentState.ON_CALL:
             raise AcdError("hang up before logging out")
-        if agent.state is AgentState.RESERVED:
+        offered = agent.state is AgentState.RESERVED
+        if offered:
             self._end_offer_for_agent(agent, "logged out")
         self._cancel_wrapup_timer(agent_id)
         if agent.state is not AgentState.LOGGED_OUT:
             self._move(agent, AgentState.LOGGED_OUT)
+        if offered:
+            self._dispatch()  # the caller goes to the next available agent now
 
     # --- calls ---------------------------------------------------------------------------
     def enqueue(self, call: QueuedCall) -> None:

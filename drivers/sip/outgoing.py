@@ -148,10 +148,11 @@ class OutgoingSipCall:
                  s.dtmf)
         self._on_end(self)
 
-    def _fail(self, failure: DialFailure, detail: str, cause: HangupCause | None = None) -> None:
+    def _fail(self, failure: DialFailure, detail: str, cause: HangupCause | None = None, *,
+              no_media: bool = False) -> None:
         if self.state is OutgoingState.ENDED:
             return
-        self._failure = DialFailed(failure, detail)
+        self._failure = DialFailed(failure, detail, no_media=no_media)
         log.info("SIP outgoing %s to %s failed: %s (%s)", self.call_id, self.called, failure.value, detail)
         self._end(cause or FAILURE_CAUSE[failure])
 
@@ -268,12 +269,12 @@ class OutgoingSipCall:
                 _, neg = parse_answer(sdp_in(response))
             except SdpError as exc:
                 dialog.send(self._ua, "BYE")
-                self._fail(DialFailure.ERROR, f"unusable SDP answer: {exc.detail}")
+                self._fail(DialFailure.ERROR, f"unusable SDP answer: {exc.detail}", no_media=True)
                 return
             self._apply(neg)
         if self._neg is None:
             dialog.send(self._ua, "BYE")
-            self._fail(DialFailure.ERROR, "answered without SDP")
+            self._fail(DialFailure.ERROR, "answered without SDP", no_media=True)
             return
         self._go(OutgoingState.CONFIRMED, f"{response.status} {response.reason}")
         self._offers.timer = session_timer_granted(response)
@@ -301,7 +302,7 @@ class OutgoingSipCall:
     async def wait_answered(self) -> None:
         await self._settled.wait()
         if self._failure is not None:
-            raise DialFailed(self._failure.reason, self._failure.detail)
+            raise DialFailed(self._failure.reason, self._failure.detail, no_media=self._failure.no_media)
 
     async def hangup(self, cause: HangupCause = HangupCause.AGENT_HUNG_UP) -> None:
         if self.state is OutgoingState.ENDED:

@@ -186,6 +186,21 @@ async def test_pausing_while_an_offer_rings_moves_the_call_to_the_next_agent_at_
     acd.close()
 
 
+async def test_logging_out_while_an_offer_rings_moves_the_call_to_the_next_agent_at_once() -> None:
+    hub, clock = Hub(), Clock()
+    sub = hub.topic("acd").subscribe()
+    acd = make_acd(hub, clock)
+    go_available(acd, clock, "alice", "bob")
+    acd.enqueue(call("c1", clock.t))
+    assert (await next_of(sub, OfferMade)).agent_id == "alice"
+    acd.logout("alice")
+    ended = await next_of(sub, OfferEnded)
+    assert (ended.agent_id, ended.reason) == ("alice", "logged out")
+    assert acd.snapshot("bob").state is AgentState.RESERVED and acd.snapshot("bob").call_id == "c1"
+    assert acd.snapshot("alice").state is AgentState.LOGGED_OUT
+    acd.close()
+
+
 async def test_reject_offers_next_agent_not_the_same_one() -> None:
     hub, clock = Hub(), Clock()
     sub = hub.topic("acd").subscribe()
