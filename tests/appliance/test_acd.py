@@ -170,34 +170,25 @@ async def test_pause_during_call_applies_after_wrapup() -> None:
     acd.close()
 
 
-async def test_pausing_while_an_offer_rings_moves_the_call_to_the_next_agent_at_once() -> None:
+@pytest.mark.parametrize("leave,reason,state", [
+    (lambda acd: acd.pause("alice", "desk phone failed: answered without audio"), "rejected", AgentState.PAUSED),
+    (lambda acd: acd.logout("alice"), "logged out", AgentState.LOGGED_OUT),
+], ids=["pause", "logout"])
+async def test_leaving_while_an_offer_rings_moves_the_call_to_the_next_agent_at_once(leave, reason, state) -> None:
     hub, clock = Hub(), Clock()
     sub = hub.topic("acd").subscribe()
     acd = make_acd(hub, clock)  # ring timeout 5 s: the next offer must not wait for it
     go_available(acd, clock, "alice", "bob")
     acd.enqueue(call("c1", clock.t))
     assert (await next_of(sub, OfferMade)).agent_id == "alice"
-    acd.pause("alice", "desk phone failed: answered without audio")
+    leave(acd)
     ended = await next_of(sub, OfferEnded)
-    assert (ended.agent_id, ended.reason) == ("alice", "rejected")
+    assert (ended.agent_id, ended.reason) == ("alice", reason)
     assert acd.snapshot("bob").state is AgentState.RESERVED and acd.snapshot("bob").call_id == "c1"
     alice = acd.snapshot("alice")
-    assert alice.state is AgentState.PAUSED and alice.pause_reason == "desk phone failed: answered without audio"
-    acd.close()
-
-
-async def test_logging_out_while_an_offer_rings_moves_the_call_to_the_next_agent_at_once() -> None:
-    hub, clock = Hub(), Clock()
-    sub = hub.topic("acd").subscribe()
-    acd = make_acd(hub, clock)
-    go_available(acd, clock, "alice", "bob")
-    acd.enqueue(call("c1", clock.t))
-    assert (await next_of(sub, OfferMade)).agent_id == "alice"
-    acd.logout("alice")
-    ended = await next_of(sub, OfferEnded)
-    assert (ended.agent_id, ended.reason) == ("alice", "logged out")
-    assert acd.snapshot("bob").state is AgentState.RESERVED and acd.snapshot("bob").call_id == "c1"
-    assert acd.snapshot("alice").state is AgentState.LOGGED_OUT
+    assert alice.state is state
+    if state is AgentState.PAUSED:
+        assert alice.pause_reason == "desk phone failed: answered without audio"
     acd.close()
 
 
