@@ -1,8 +1,8 @@
 """The SDP in a SIP message body. Pure code.
 
 Most peers send ``application/sdp``. SIP-I/SIP-T carrier trunks (RFC 3204, ITU-T Q.1912.5)
-send ``multipart/mixed``: the SDP part and an ISUP part, which we may ignore unless it is
-marked ``handling=required``. A compressed body (``Content-Encoding`` other than identity) is
+send ``multipart/mixed``: the SDP part and an ISUP part, which we may ignore when it is
+marked ``handling=optional`` (a part without that is required, RFC 5621 §3.2, and refused). A compressed body (``Content-Encoding`` other than identity) is
 refused with 415 and ``Accept-Encoding: identity`` (RFC 3261 §8.2.3).
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def sdp_of_request(request: SipRequest) -> bytes:
         part_kind, _ = _type_and_params(headers.get("content-type", "text/plain"))
         if part_kind == SDP and not sdp:
             sdp = content
-        elif "handling=required" in headers.get("content-disposition", "").replace(" ", "").lower():
+        elif "handling=optional" not in headers.get("content-disposition", "").replace(" ", "").lower():
             raise _refuse(f"a required {part_kind} part")
     return sdp
 

@@ -289,7 +289,9 @@ class SipCall:
         """The ACK's answer to the offer in our 200 to an offerless re-INVITE (§14.2). An unusable
         one would have us BYE (§14.1); keeping the media we had is kinder to the caller."""
         try:
-            self._offer, self._neg = parse_answer(sdp_in(ack))
+            if not (sdp := sdp_in(ack)):
+                raise SdpError(400, "it carries no SDP answer")
+            self._offer, self._neg = parse_answer(sdp)
         except SdpError as exc:
             log.warning("SIP call %s: unusable answer in the ACK of a re-INVITE (%s); media unchanged",
                         self.call_id, exc.detail)

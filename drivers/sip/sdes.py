@@ -69,7 +69,7 @@ def check_profile(proto: str, crypto: Crypto | None, secure_signalling: bool) ->
         return crypto if secure_signalling else None  # best-effort SRTP only with keys kept secret
     if not secure_signalling:
         raise SdpError(488, "SRTP (RTP/SAVP) offered over unencrypted signalling; the keys would travel "
-                            "in clear. Have the phone or trunk use SIP over TLS (port 5061) for SRTP")
+                            "in clear. Have the phone or trunk use SIP over TLS (the box's [sip] tls_port) for SRTP")
     if crypto is None:
         raise SdpError(488, "SRTP offered without a crypto suite we support "
                             f"({', '.join(SUITES)}, one inline key, no MKI)")

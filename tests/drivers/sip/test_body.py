@@ -82,3 +82,10 @@ async def test_a_compressed_invite_gets_415_with_accept_encoding(make_line) -> N
     await peer.expect(100)
     refused = await peer.expect(415)
     assert refused.headers.get("Accept-Encoding") == "identity" and handler.calls == []
+
+
+def test_a_part_without_handling_optional_is_required_and_refused() -> None:
+    body = (b"--b\r\nContent-Type: application/sdp\r\n\r\n" + SDP_TEXT.encode() + b"\r\n"
+            b"--b\r\nContent-Type: application/ISUP;version=itu-t92+\r\n\r\n" + IAM + b"\r\n--b--\r\n")
+    with pytest.raises(UnsupportedBody, match="required application/isup part"):
+        sdp_of_request(parse_message(invite("multipart/mixed;boundary=b", body)))
