@@ -7,7 +7,9 @@ refused with 415 and ``Accept-Encoding: identity`` (RFC 3261 §8.2.3).
 """
 from __future__ import annotations
 
+from drivers.sip.errors import SdpError
 from drivers.sip.message import SipRequest, SipResponse
+from drivers.sip.sdp import Negotiated, SessionDescription, parse_answer
 from drivers.sip.uri import parse_params
 
 SDP = "application/sdp"
@@ -76,3 +78,11 @@ def sdp_in(message: SipRequest | SipResponse) -> bytes:
         return sdp_of_request(message)  # type: ignore[arg-type]  (only headers and body are read)
     except UnsupportedBody:
         return b""
+
+
+def answer_in(message: SipRequest | SipResponse) -> tuple[SessionDescription, Negotiated]:
+    """The SDP answer a response or an ACK carries; ``SdpError`` when it has none or it is unusable."""
+    sdp = sdp_in(message)
+    if not sdp:
+        raise SdpError(400, f"the {getattr(message, 'method', 'response')} carries no SDP answer")
+    return parse_answer(sdp)

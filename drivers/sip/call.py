@@ -19,9 +19,9 @@ import uuid
 from typing import Callable
 
 from appliance.lines import CallGone, HangupCause, LineKind
-from drivers.sip.body import sdp_in
+from drivers.sip.body import answer_in
 from drivers.sip.call_state import ALLOWED, DEFAULT_REJECT_STATUS, REJECT_STATUS, CallState
-from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
+from drivers.sip.dialog import DialogRequests, answer_reoffer, read_offer
 from drivers.sip.errors import SdpError
 from drivers.sip.identity import caller_id_of, replaces_of
 from drivers.sip.inband import InbandDtmfLeg
@@ -29,8 +29,7 @@ from drivers.sip.message import SipRequest
 from drivers.sip.prack import ReliableProvisional, requires_100rel
 from drivers.sip.reoffer import SUPPORTED, ReOffers
 from drivers.sip.sdes import local_key_for, srtp_keys
-from drivers.sip.sdp import (Direction, Negotiated, SessionDescription, build_answer, build_offer,
-                             parse_answer)
+from drivers.sip.sdp import Direction, Negotiated, SessionDescription, build_answer, build_offer
 from drivers.sip.session_timer import SessionTimer
 from drivers.sip.transfer import ReferCallback, ReferServer
 from drivers.sip.useragent import ALLOW, ServerTransaction, UserAgent, new_tag
@@ -271,9 +270,7 @@ class SipCall:
         """The ACK's answer to the offer in our 200. Without a usable one the session cannot
         exist: we end the call with a BYE (RFC 3261 §13.2.1, §14.1)."""
         try:
-            if not (sdp := sdp_in(ack)):
-                raise SdpError(400, "the ACK carries no SDP answer")
-            self._offer, self._neg = parse_answer(sdp)
+            self._offer, self._neg = answer_in(ack)
         except SdpError as exc:
             log.warning("SIP call %s from %s: INVITE without SDP and %s; ending the call with BYE. "
                         "Check the caller's media settings (it must answer our PCMU/PCMA offer in the ACK).",
@@ -289,9 +286,7 @@ class SipCall:
         """The ACK's answer to the offer in our 200 to an offerless re-INVITE (§14.2). An unusable
         one would have us BYE (§14.1); keeping the media we had is kinder to the caller."""
         try:
-            if not (sdp := sdp_in(ack)):
-                raise SdpError(400, "it carries no SDP answer")
-            self._offer, self._neg = parse_answer(sdp)
+            self._offer, self._neg = answer_in(ack)
         except SdpError as exc:
             log.warning("SIP call %s: unusable answer in the ACK of a re-INVITE (%s); media unchanged",
                         self.call_id, exc.detail)
@@ -319,7 +314,7 @@ class SipCall:
             return
         if self._offers.refuse_crossing(txn, self._offer_in_200):
             return
-        reoffer = read_reoffer(txn)
+        reoffer = read_offer(txn)
         if reoffer is None:
             return
         if reoffer.timer is not None:

@@ -8,8 +8,8 @@ numeric with a port, else back where the dialog's messages came from; always bac
 when the INVITE we answer came from elsewhere than its top Via says (a phone behind NAT,
 RFC 3581: its Contact and Via name a private address the box cannot reach). CSeq counts up from
 a random start (UAS) or from the INVITE's (UAC). ``reinvite`` runs one re-INVITE client
-transaction and ACKs its 2xx. ``read_reoffer`` / ``answer_reoffer`` serve a re-INVITE or
-UPDATE from the far end for either kind of call.
+transaction and ACKs its 2xx. ``read_offer`` reads the far end's offer in an INVITE, re-INVITE
+or UPDATE, and ``answer_reoffer`` answers a re-INVITE or UPDATE, for either kind of call.
 """
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ class DialogRequests:
 
 
 @dataclass(frozen=True, slots=True)
-class ReOffer:
+class IncomingOffer:
     """An INVITE/re-INVITE/UPDATE we can accept: its SDP offer (None: none in it) and session timer."""
 
     offer: SessionDescription | None
@@ -178,7 +178,7 @@ class ReOffer:
     timer: SessionTimer | None
 
 
-def read_reoffer(txn: ServerTransaction, *, ip_version: int | None = None, to_tag: str | None = None) -> ReOffer | None:
+def read_offer(txn: ServerTransaction, *, ip_version: int | None = None, to_tag: str | None = None) -> IncomingOffer | None:
     """Read the far end's offer in an INVITE (``to_tag``: ours for a new dialog), re-INVITE or
     UPDATE; when it cannot be accepted answer it (400, 415, 422, 488), log why and return None.
     ``ip_version``: our RTP socket's, when known (``sdp.negotiate``)."""
@@ -203,7 +203,7 @@ def read_reoffer(txn: ServerTransaction, *, ip_version: int | None = None, to_ta
         log.info("SIP: %s from %s refused with 415: %s", request.method, request.from_addr.uri, exc.detail)
         txn.respond(415, to_tag=to_tag, extra=exc.headers)
         return None
-    return ReOffer(offer, neg, timer)
+    return IncomingOffer(offer, neg, timer)
 
 
 def answer_reoffer(ua: UserAgent, txn: ServerTransaction, extra: tuple[tuple[str, str], ...], body: bytes,

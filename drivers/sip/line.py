@@ -18,7 +18,7 @@ from drivers.sip.bindings_file import BindingsFile
 from drivers.sip.call import SipCall
 from drivers.sip.config import SipLineConfig
 from drivers.sip.dialling import extension_destination, trunk_destination
-from drivers.sip.dialog import read_reoffer
+from drivers.sip.dialog import read_offer
 from drivers.sip.digest import DigestServer
 from drivers.sip.guard import GuardConfig, GuardStatistics, SourceGuard
 from drivers.sip.info import answer_info
@@ -199,7 +199,7 @@ class SipLine:
             txn.respond(503, to_tag=new_tag(), extra=(("Retry-After", "30"),))
             return
         # no SDP: a late offer, we offer in the 200 (drivers.sip.call)
-        read = read_reoffer(txn, ip_version=6 if ":" in self._rtp_host() else 4, to_tag=new_tag())
+        read = read_offer(txn, ip_version=6 if ":" in self._rtp_host() else 4, to_tag=new_tag())
         if read is None:
             return
         offer, negotiated, timer = read.offer, read.negotiated, read.timer

@@ -21,7 +21,7 @@ from typing import Callable
 
 from appliance.lines import DialFailed, DialFailure, HangupCause, LineKind
 from drivers.sip.body import sdp_in
-from drivers.sip.dialog import DialogRequests, answer_reoffer, read_reoffer
+from drivers.sip.dialog import DialogRequests, answer_reoffer, read_offer
 from drivers.sip.errors import SdpError, SipSyntaxError
 from drivers.sip.inband import InbandDtmfLeg
 from drivers.sip.message import SipRequest, SipResponse
@@ -220,9 +220,9 @@ class OutgoingSipCall:
             return
         if self.state is OutgoingState.CALLING:
             self._go(OutgoingState.PROCEEDING, f"{response.status} {response.reason}")
-        if response.status >= 180 and sdp_in(response) and self.state is OutgoingState.PROCEEDING:
+        if response.status >= 180 and self.state is OutgoingState.PROCEEDING and (sdp := sdp_in(response)):
             try:
-                _, neg = parse_answer(sdp_in(response))
+                _, neg = parse_answer(sdp)
             except SdpError as exc:
                 log.info("SIP outgoing %s: early SDP ignored: %s", self.call_id, exc.detail)
                 return
@@ -264,9 +264,9 @@ class OutgoingSipCall:
         if self.state is OutgoingState.ENDED:  # we had hung up (CANCEL crossed the 2xx): BYE now
             dialog.send(self._ua, "BYE")
             return
-        if sdp_in(response):
+        if sdp := sdp_in(response):
             try:
-                _, neg = parse_answer(sdp_in(response))
+                _, neg = parse_answer(sdp)
             except SdpError as exc:
                 dialog.send(self._ua, "BYE")
                 self._fail(DialFailure.ERROR, f"unusable SDP answer: {exc.detail}", no_media=True)
@@ -353,10 +353,10 @@ class OutgoingSipCall:
     def on_ack(self, request: SipRequest) -> None:
         if self._retransmitter is not None:
             self._ua.ack_2xx(self._retransmitter)
-        if self._offer_in_200 and sdp_in(request) and self.state is OutgoingState.CONFIRMED:
+        if self._offer_in_200 and self.state is OutgoingState.CONFIRMED and (sdp := sdp_in(request)):
             self._offer_in_200 = False
             try:
-                _, neg = parse_answer(sdp_in(request))
+                _, neg = parse_answer(sdp)
             except SdpError as exc:  # §14.1 would have us BYE; keeping the old media is kinder
                 log.warning("SIP outgoing %s: unusable answer in ACK (%s); media unchanged", self.call_id,
                             exc.detail)
@@ -370,7 +370,7 @@ class OutgoingSipCall:
             return
         if self._offers.refuse_crossing(txn, self._offer_in_200):
             return
-        reoffer = read_reoffer(txn)
+        reoffer = read_offer(txn)
         if reoffer is None:
             return
         if reoffer.offer is not None and reoffer.negotiated is not None:
