@@ -170,6 +170,15 @@ async def test_sipp_caller_requiring_100rel_pracks_our_180_before_the_200(sipp_l
     assert line.active_calls == 0
 
 
+async def test_sipp_key_sent_in_sip_info_reaches_the_call(sipp_line, tmp_path: Path) -> None:
+    """SIPp sends INFO with application/dtmf-relay Signal=5 mid-call (and expects 200)."""
+    start, collector = sipp_line
+    line = await start()
+    await _pcmu_tone_call(line, collector, tmp_path, "uac_info_dtmf.xml")
+    assert collector.call.caller.name == "INFO tester"
+    assert collector.digits == ["5"]
+
+
 async def test_sipp_late_offer_caller_answers_our_offer_in_the_ack(sipp_line, tmp_path: Path) -> None:
     """INVITE without SDP: our 200 offers PCMU/PCMA/telephone-event (SIPp checks the m= line),
     SIPp answers PCMU in the ACK and its tone reaches us; we send to the address of its answer."""
