@@ -20,7 +20,7 @@ async def answered_call(agent: ConsoleAgent, caller: RawCaller) -> None:
     """The agent logs in with audio and goes available; the caller dials; the agent answers."""
     await agent.login()
     await agent.connect_audio()
-    await agent.send("available")
+    await agent.go_available()
     caller.send(caller.invite_bytes())
     offer = await agent.next("offer")
     await agent.send("answer", call_id=offer["call_id"])

@@ -72,7 +72,6 @@ async def test_agent_dials_out_on_the_gsm_line_talks_and_wraps_up(tmp_path: Path
 
 
 async def test_busy_number_is_reported_to_the_agent_and_stored(tmp_path: Path) -> None:
-    from tests.e2e.test_desk_phone import AnyWith
     from tests.e2e.test_queue_raw_sip import AnyWith, ConsoleAgent
     from tests.e2e.test_simulated_lines import sim_cli
 
@@ -84,8 +83,7 @@ async def test_busy_number_is_reported_to_the_agent_and_stored(tmp_path: Path) -
         try:
             await agent.login()
             await agent.connect_audio()
-            await agent.send("available")
-            await agent.next("state", agent=AnyWith(state="available"))
+            await agent.go_available()
             await agent.send("dial", number="+447700900999")
             dialing = await agent.next("dialing")
             ended = await agent.next("call", state="ended")
@@ -117,8 +115,7 @@ async def test_agent_dials_out_on_the_analog_line(tmp_path: Path) -> None:
         try:
             await agent.login()
             await agent.connect_audio()
-            await agent.send("available")
-            await agent.next("state", agent=AnyWith(state="available"))
+            await agent.go_available()
             await agent.send("dial", number="503-555-0100")
             dialing = await agent.next("dialing")
             on_call = await agent.next("call", state="on_call", timeout_s=30.0)

@@ -60,8 +60,7 @@ async def test_agent_answers_queue_call_on_registered_desk_phone(tmp_path: Path)
                 await box.wait_for_log(r"SIP extension 201: 1 contact\(s\) registered", timeout=EVENT_TIMEOUT_S)
                 await agent.send("device", device="phone")
                 assert (await agent.next("device"))["device"] == "phone"
-                await agent.send("available")
-                await agent.next("state", agent=AnyWith(state="available"))
+                await agent.go_available()
                 sipp = asyncio.create_task(run_sipp(
                     [f"127.0.0.1:{box.sip_udp}", "-sn", "uac_pcap", "-s", "support", "-m", "1",
                      "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port())],
@@ -118,8 +117,7 @@ async def test_transfer_key_on_the_desk_phone_moves_the_call_to_another_agent(tm
                 await box.wait_for_log(r"SIP extension 201: 1 contact\(s\) registered", timeout=EVENT_TIMEOUT_S)
                 await alice.send("device", device="phone")
                 assert (await alice.next("device"))["device"] == "phone"
-                await alice.send("available")
-                await alice.next("state", agent=AnyWith(state="available"))
+                await alice.go_available()
                 sipp = asyncio.create_task(run_sipp(
                     [f"127.0.0.1:{box.sip_udp}", "-sn", "uac_pcap", "-s", "support", "-m", "1",
                      "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port())],

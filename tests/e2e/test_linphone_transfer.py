@@ -170,8 +170,7 @@ async def alice_on_a_queue_call(tmp_path: Path) -> AsyncIterator[Scene]:
                 await phone.wait_for(r"[Aa]uto answer enabled", await phone.command("autoanswer enable"))
                 await alice.send("device", device="phone")
                 assert (await alice.next("device"))["device"] == "phone"
-                await alice.send("available")
-                await alice.next("state", agent=AnyWith(state="available"))
+                await alice.go_available()
 
                 start = phone.mark()
                 sipp = asyncio.create_task(run_sipp(
